@@ -1,0 +1,80 @@
+"""``@cache_operation``: cache a function's result, async or sync, function or method.
+
+The key is ``"{cache_key or module.qualname}:{16 hex digits}"`` (see ``keys``), or
+whatever ``cache_key_fn(*args, **kwargs)`` returns. Exceptions are never cached, and
+concurrent calls with one key run the function once (per process).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from hiercache.keys import KeyBuilder
+
+if TYPE_CHECKING:
+    from hiercache.manager import HierarchicalCacheManager
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cache_operation(
+    cache_key: str | None = None,
+    ttl_seconds: float | None = 300,
+    cache_key_fn: Callable[..., str] | None = None,
+    cache: HierarchicalCacheManager | Callable[[], HierarchicalCacheManager] | None = None,
+) -> Callable[[F], F]:
+    """Cache the decorated function's results for ``ttl_seconds``.
+
+    ``cache`` is the manager to use (or a callable returning it); by default the
+    process-wide ``get_cache_manager()``, looked up at call time. The wrapper gains
+    ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``."""
+
+    def decorate(fn: F) -> F:
+        builder = KeyBuilder(fn, cache_key)
+
+        def key_for(*args: Any, **kwargs: Any) -> str:
+            if cache_key_fn is not None:
+                return cache_key_fn(*args, **kwargs)
+            return builder.key(args, kwargs)
+
+        def manager() -> HierarchicalCacheManager:
+            from hiercache.manager import HierarchicalCacheManager, get_cache_manager
+
+            if cache is None:
+                return get_cache_manager()
+            return cache if isinstance(cache, HierarchicalCacheManager) else cache()
+
+        wrapper: Callable[..., Any]
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await manager().get_or_load(
+                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds
+                )
+
+            async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
+                return await manager().delete(key_for(*args, **kwargs))
+
+            async_wrapper.invalidate = invalidate_async  # type: ignore[attr-defined]
+            wrapper = async_wrapper
+        else:
+
+            @functools.wraps(fn)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return manager().sync.get_or_load(
+                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds
+                )
+
+            def invalidate_sync(*args: Any, **kwargs: Any) -> bool:
+                return manager().sync.delete(key_for(*args, **kwargs))
+
+            sync_wrapper.invalidate = invalidate_sync  # type: ignore[attr-defined]
+            wrapper = sync_wrapper
+        setattr(wrapper, "cache_key", key_for)  # noqa: B010
+        return cast(F, wrapper)
+
+    return decorate

@@ -1,0 +1,175 @@
+"""The L1 memory tier: a bounded, thread-safe map with per-entry TTL.
+
+Bounded by entry count and optionally by bytes; which key goes when it is full is the
+policy's decision (``policies``). Every removal reports its reason to ``on_evict``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from enum import Enum
+from typing import Any
+
+from hiercache.policies import EvictionPolicy, make_policy
+from hiercache.settings import CacheStrategy
+
+# A rough per-entry overhead (dict slot, Entry object, policy bookkeeping) added to the
+# encoded payload size when accounting bytes.
+ENTRY_OVERHEAD_BYTES = 240
+# How many recent reads are kept for the policy between two writes.
+READ_BUFFER_SIZE = 4096
+
+
+class EvictionReason(str, Enum):
+    SIZE = "size"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+    INVALIDATED = "invalidated"
+
+
+class Entry:
+    __slots__ = ("expires_at", "size", "value")
+
+    def __init__(self, value: Any, expires_at: float, size: int) -> None:
+        self.value = value
+        self.expires_at = expires_at
+        self.size = size
+
+
+EvictListener = Callable[[str, EvictionReason], None]
+
+
+def _ignore(key: str, reason: EvictionReason) -> None:
+    pass
+
+
+class MemoryTier:
+    """The L1 tier. ``get`` returns the live ``Entry`` (or None); all methods are thread-safe."""
+
+    def __init__(
+        self,
+        max_entries: int,
+        *,
+        max_bytes: int | None = None,
+        strategy: CacheStrategy = CacheStrategy.LRU,
+        clock: Callable[[], float] = time.monotonic,
+        on_evict: EvictListener = _ignore,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.on_evict = on_evict
+        self._policy: EvictionPolicy = make_policy(strategy, max_entries)
+        self._data: dict[str, Entry] = {}
+        self._bytes = 0
+        self._expiry: list[tuple[float, int, str]] = []  # (expires_at, id(entry), key)
+        self._reads: deque[str] = deque(maxlen=READ_BUFFER_SIZE)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def keys(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._data))
+
+    def get(self, key: str) -> Entry | None:
+        # Lock-free read: dict lookups are atomic and entries are never mutated. The access
+        # is buffered (a lossy ring, as Caffeine does) and replayed into the policy under
+        # the lock by the next write, so a hit never waits for a writer.
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= self.clock():
+            with self._lock:
+                if self._data.get(key) is entry:
+                    self._remove(key, EvictionReason.EXPIRED)
+            return None
+        self._reads.append(key)
+        return entry
+
+    def set(self, key: str, value: Any, ttl_seconds: float, size: int = 0) -> bool:
+        """Store ``value``; False if it cannot fit at all (bigger than ``max_bytes``)."""
+        size += ENTRY_OVERHEAD_BYTES
+        with self._lock:
+            self._drain_reads()
+            if key in self._data:
+                self._drop(key)
+            if self.max_bytes is not None and size > self.max_bytes:
+                return False
+            now = self.clock()
+            entry = Entry(value, now + ttl_seconds, size)
+            self._data[key] = entry
+            self._bytes += size
+            self._policy.record_insert(key, entry.expires_at)
+            heapq.heappush(self._expiry, (entry.expires_at, id(entry), key))
+            self._purge_expired(now)
+            while len(self._data) > self.max_entries or (
+                self.max_bytes is not None and self._bytes > self.max_bytes
+            ):
+                self._remove(self._policy.victim(), EvictionReason.SIZE)
+            return key in self._data
+
+    def remaining_ttl(self, entry: Entry) -> float:
+        return entry.expires_at - self.clock()
+
+    def delete(self, key: str, reason: EvictionReason = EvictionReason.DELETED) -> bool:
+        with self._lock:
+            if key not in self._data:
+                return False
+            self._remove(key, reason)
+            return True
+
+    def delete_matching(self, match: Callable[[str], bool]) -> list[str]:
+        """Remove (as invalidated) every key for which ``match`` is true; returns them."""
+        with self._lock:
+            doomed = [k for k in self._data if match(k)]
+            for key in doomed:
+                self._remove(key, EvictionReason.INVALIDATED)
+            return doomed
+
+    def purge_expired(self) -> int:
+        with self._lock:
+            before = len(self._data)
+            self._purge_expired(self.clock())
+            return before - len(self._data)
+
+    def _purge_expired(self, now: float) -> None:
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, ident, key = heapq.heappop(heap)
+            entry = self._data.get(key)
+            if entry is not None and id(entry) == ident:
+                self._remove(key, EvictionReason.EXPIRED)
+        if len(heap) > 2 * len(self._data) + 64:
+            self._expiry = [(e.expires_at, id(e), k) for k, e in self._data.items()]
+            heapq.heapify(self._expiry)
+
+    def _drain_reads(self) -> None:
+        reads, data, record = self._reads, self._data, self._policy.record_access
+        while reads:
+            key = reads.popleft()
+            if key in data:
+                record(key)
+
+    def _drop(self, key: str) -> Entry:
+        """Remove without reporting an eviction (an overwrite is not an eviction)."""
+        entry = self._data.pop(key)
+        self._bytes -= entry.size
+        self._policy.record_remove(key)
+        return entry
+
+    def _remove(self, key: str, reason: EvictionReason) -> None:
+        self._drop(key)
+        self.on_evict(key, reason)

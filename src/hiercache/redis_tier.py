@@ -1,0 +1,283 @@
+"""The L2 Redis tier: raw payload bytes in Redis, with per-operation timeouts.
+
+Each operation is one round trip, built once as a pipeline recipe and run by either the
+asyncio client or the sync client, so both APIs share the same commands. Failures are
+counted by type and turned into the operation's fallback (a miss, a no-op): a Redis
+outage never raises into the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from hiercache import stats as S
+from hiercache.settings import CacheConfig, L2Backend
+from hiercache.stats import CacheStats
+from hiercache.telemetry import CacheTelemetry
+
+log = logging.getLogger("hiercache")
+T = TypeVar("T")
+SCAN_COUNT = 1000
+#: (payload, remaining TTL in seconds or None when the key has no expiry)
+Fetched = tuple[bytes | None, float | None]
+
+
+def escape_glob(text: str) -> str:
+    """Escape Redis glob metacharacters so ``text`` matches literally."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _ttl(pttl: int) -> float | None:
+    return pttl / 1000 if pttl >= 0 else None
+
+
+@dataclass(frozen=True)
+class _Op(Generic[T]):
+    """One round trip: queue commands on a pipeline, parse the replies."""
+
+    command: str
+    operation: str
+    build: Callable[[Any], None]
+    parse: Callable[[list[Any]], T]
+    fallback: T
+    batch: int = 1
+
+
+def _server_address(config: CacheConfig) -> tuple[str, int | None]:
+    if config.redis_url is not None:
+        parts = urlsplit(config.redis_url.get_secret_value())
+        if parts.scheme == "unix":
+            return parts.path, None
+        return parts.hostname or "localhost", parts.port or 6379
+    return config.redis_host, config.redis_port
+
+
+def error_type(exc: BaseException) -> str:
+    if isinstance(exc, (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, (RedisConnectionError, ConnectionError, OSError)):
+        return "connection"
+    return "other"
+
+
+class RedisCacheBackend:
+    """L2 over Redis. Keys are namespaced with ``config.key_prefix``; values are bytes."""
+
+    def __init__(
+        self,
+        config: CacheConfig | None = None,
+        *,
+        stats: CacheStats | None = None,
+        telemetry: CacheTelemetry | None = None,
+    ) -> None:
+        self.config = config = config or CacheConfig()
+        self.prefix = config.key_prefix
+        self.stats = stats or CacheStats()
+        self.telemetry = telemetry or CacheTelemetry(
+            config.model_copy(update={"telemetry_enabled": False}), self.stats, dict
+        )
+        self.available = False
+        self._aclient: redis.asyncio.Redis | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._sclient: redis.Redis | None = None
+        self._embedded_server: Any = None
+        self.server = _server_address(config)
+
+    def __repr__(self) -> str:
+        return f"RedisCacheBackend({self.config.redis_target!r}, available={self.available})"
+
+    # -- clients ---------------------------------------------------------------------
+    def _make(self, cls: Any) -> Any:
+        c = self.config
+        common: dict[str, Any] = {
+            "socket_timeout": c.l2_operation_timeout_seconds,
+            "socket_connect_timeout": c.l2_connect_timeout_seconds,
+            "max_connections": c.redis_max_connections,
+            "health_check_interval": 30,
+            # One quick retry survives a pooled connection that a Redis restart cut;
+            # more would turn an outage into latency.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if c.l2_backend is L2Backend.EMBEDDED:
+            return self._make_embedded(cls)
+        if c.redis_url is not None:
+            return cls.from_url(c.redis_url.get_secret_value(), **common)
+        password = c.redis_password.get_secret_value() if c.redis_password else None
+        return cls(
+            host=c.redis_host, port=c.redis_port, db=c.redis_db, password=password,
+            ssl=c.redis_ssl, **common,
+        )  # fmt: skip
+
+    def _make_embedded(self, cls: Any) -> Any:
+        import fakeredis
+
+        if self._embedded_server is None:
+            self._embedded_server = fakeredis.FakeServer()
+        fake = fakeredis.FakeAsyncRedis if cls is redis.asyncio.Redis else fakeredis.FakeRedis
+        return fake(server=self._embedded_server)
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running loop (a new loop gets a new pool)."""
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aloop is not loop:
+            self._aclient = self._make(redis.asyncio.Redis)
+            self._aloop = loop
+        return self._aclient
+
+    def sync_client(self) -> redis.Redis:
+        if self._sclient is None:
+            self._sclient = self._make(redis.Redis)
+        return self._sclient
+
+    # -- running one round trip ------------------------------------------------------
+    def _failed(self, op: _Op[Any], exc: BaseException) -> None:
+        kind = error_type(exc)
+        self.stats.add(S.L2_ERROR[kind])
+        if kind == "connection" and self.available:
+            log.warning("hiercache: Redis at %s unreachable (%s)", self.config.redis_target, kind)
+        if kind == "connection":
+            self.available = False
+
+    def _succeeded(self, op: _Op[Any], started: float) -> None:
+        self.available = True
+        self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
+
+    async def run(self, op: _Op[T]) -> T:
+        started = time.perf_counter()
+        try:
+            with self.telemetry.l2_span(op.command, self.server, op.batch):
+                async with self.async_client().pipeline(transaction=False) as pipe:
+                    op.build(pipe)
+                    replies = await pipe.execute()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(op, exc)
+            return op.fallback
+        self._succeeded(op, started)
+        return op.parse(replies)
+
+    def run_sync(self, op: _Op[T]) -> T:
+        started = time.perf_counter()
+        try:
+            with self.telemetry.l2_span(op.command, self.server, op.batch):
+                with self.sync_client().pipeline(transaction=False) as pipe:
+                    op.build(pipe)
+                    replies = pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(op, exc)
+            return op.fallback
+        self._succeeded(op, started)
+        return op.parse(replies)
+
+    # -- operations (recipes) --------------------------------------------------------
+    def k(self, key: str) -> str:
+        return self.prefix + key
+
+    def op_ping(self) -> _Op[bool]:
+        return _Op("PING", "ping", lambda p: p.ping(), lambda r: bool(r[0]), False)
+
+    def op_get(self, key: str) -> _Op[Fetched]:
+        rk = self.k(key)
+
+        def build(p: Any) -> None:
+            p.get(rk)
+            p.pttl(rk)
+
+        return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), (None, None))
+
+    def op_get_many(self, keys: Sequence[str]) -> _Op[list[Fetched]]:
+        rks = [self.k(k) for k in keys]
+
+        def build(p: Any) -> None:
+            p.mget(rks)
+            for rk in rks:
+                p.pttl(rk)
+
+        def parse(r: list[Any]) -> list[Fetched]:
+            return [(v, _ttl(t)) for v, t in zip(r[0], r[1:])]
+
+        return _Op("MGET", "get_many", build, parse, [(None, None)] * len(rks), len(rks))
+
+    def op_set_many(self, items: Iterable[tuple[str, bytes, float]]) -> _Op[bool]:
+        """SET each (key, payload, ttl_seconds) with PX, in one pipeline."""
+        rows = [(self.k(k), v, max(1, int(ttl * 1000))) for k, v, ttl in items]
+
+        def build(p: Any) -> None:
+            for rk, payload, px in rows:
+                p.set(rk, payload, px=px)
+
+        return _Op("SET", "set", build, lambda r: True, False, len(rows))
+
+    def op_delete(self, keys: Sequence[str]) -> _Op[int]:
+        rks = [self.k(k) for k in keys]
+        return _Op("UNLINK", "delete", lambda p: p.unlink(*rks), lambda r: int(r[0]), 0, len(rks))
+
+    def op_exists(self, key: str) -> _Op[bool]:
+        rk = self.k(key)
+        return _Op("EXISTS", "exists", lambda p: p.exists(rk), lambda r: bool(r[0]), False)
+
+    def op_scan(self, cursor: int, pattern: str) -> _Op[tuple[int, list[bytes]]]:
+        match = escape_glob(self.prefix) + pattern
+
+        def build(p: Any) -> None:
+            p.scan(cursor, match=match, count=SCAN_COUNT)
+
+        return _Op("SCAN", "scan", build, lambda r: (int(r[0][0]), list(r[0][1])), (0, []))
+
+    def op_unlink_raw(self, raw_keys: list[bytes]) -> _Op[int]:
+        return _Op(
+            "UNLINK", "delete", lambda p: p.unlink(*raw_keys), lambda r: int(r[0]), 0,
+            len(raw_keys),
+        )  # fmt: skip
+
+    # -- pattern deletion (SCAN + UNLINK in batches, never KEYS) -----------------------
+    def _unprefixed(self, raw_keys: list[bytes]) -> list[str]:
+        cut = len(self.prefix.encode())
+        return [k[cut:].decode("utf-8", "replace") for k in raw_keys]
+
+    async def unlink_matching(self, pattern: str) -> list[str]:
+        """UNLINK every key matching ``pattern`` (under the prefix); returns the keys."""
+        cursor, removed = 0, list[str]()
+        while True:
+            cursor, found = await self.run(self.op_scan(cursor, pattern))
+            unlinked = await self.run(self.op_unlink_raw(found)) if found else 0
+            if unlinked:
+                removed += self._unprefixed(found)
+            if cursor == 0:
+                return removed
+
+    def unlink_matching_sync(self, pattern: str) -> list[str]:
+        cursor, removed = 0, list[str]()
+        while True:
+            cursor, found = self.run_sync(self.op_scan(cursor, pattern))
+            unlinked = self.run_sync(self.op_unlink_raw(found)) if found else 0
+            if unlinked:
+                removed += self._unprefixed(found)
+            if cursor == 0:
+                return removed
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            try:
+                await self._aclient.aclose()
+            except RuntimeError:  # pragma: no cover - its loop is already gone
+                pass
+            self._aclient = None
+
+    def close_sync(self) -> None:
+        if self._sclient is not None:
+            self._sclient.close()
+            self._sclient = None

@@ -1,0 +1,157 @@
+"""Settings: ``CacheConfig`` is read from keyword arguments, the environment and ``.env``.
+
+Every field is also settable as ``CACHE_<FIELD>``; the seed guide's own variable names
+(``CACHE_L1_SIZE``, ``CACHE_L1_TTL``, ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_PASSWORD``,
+``REDIS_URL``) are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CacheStrategy(str, Enum):
+    """L1 eviction strategy."""
+
+    LRU = "lru"
+    LFU = "lfu"
+    FIFO = "fifo"
+    TTL = "ttl"
+    ADAPTIVE = "adaptive"
+
+
+class SerializationFormat(str, Enum):
+    """How values are encoded for L2. ``pickle`` is opt-in: it runs code on load."""
+
+    JSON = "json"
+    PICKLE = "pickle"
+
+
+class L2Backend(str, Enum):
+    """Where L2 lives: a Redis server, an in-process Redis-compatible fake, or nowhere."""
+
+    REDIS = "redis"
+    EMBEDDED = "embedded"
+    NONE = "none"
+
+
+class TraceKeys(str, Enum):
+    """What a span records of a cache key."""
+
+    NONE = "none"
+    HASHED = "hashed"
+    PLAIN = "plain"
+
+
+def _env(field: str, *aliases: str) -> AliasChoices:
+    return AliasChoices(f"CACHE_{field.upper()}", *aliases)
+
+
+class CacheConfig(BaseSettings):
+    """All hiercache settings; an invalid value raises ``pydantic.ValidationError`` naming it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CACHE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    name: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    key_prefix: str = Field("hiercache:", max_length=128)
+
+    # L1 memory tier
+    l1_max_size: int = Field(1000, ge=1, validation_alias=_env("l1_max_size", "CACHE_L1_SIZE"))
+    l1_max_bytes: int | None = Field(None, ge=1)
+    l1_ttl_seconds: float = Field(
+        300, gt=0, validation_alias=_env("l1_ttl_seconds", "CACHE_L1_TTL")
+    )
+    l1_strategy: CacheStrategy = CacheStrategy.LRU
+
+    # L2 Redis tier
+    l2_backend: L2Backend = L2Backend.REDIS
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("redis_url", "REDIS_URL"))
+    redis_host: str = Field(
+        "localhost", min_length=1, validation_alias=_env("redis_host", "REDIS_HOST")
+    )
+    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("redis_port", "REDIS_PORT"))
+    redis_db: int = Field(0, ge=0, validation_alias=_env("redis_db", "REDIS_DB"))
+    redis_password: SecretStr | None = Field(
+        None, validation_alias=_env("redis_password", "REDIS_PASSWORD")
+    )
+    redis_ssl: bool = Field(False, validation_alias=_env("redis_ssl", "REDIS_SSL"))
+    redis_max_connections: int = Field(64, ge=1)
+    l2_ttl_seconds: float = Field(3600, gt=0)
+    l2_connect_timeout_seconds: float = Field(1.0, gt=0)
+    l2_operation_timeout_seconds: float = Field(0.5, gt=0)
+
+    # Encoding
+    compression_enabled: bool = True
+    compression_threshold: int = Field(1024, ge=0)
+    compression_level: int = Field(3, ge=1, le=22)
+    serialization_format: SerializationFormat = SerializationFormat.JSON
+
+    # Warming
+    warming_enabled: bool = True
+    warming_batch_size: int = Field(100, ge=1)
+    warming_concurrency: int = Field(10, ge=1)
+    warming_interval_seconds: float = Field(300, gt=0)
+
+    # Write modes
+    hierarchical_caching: bool = True
+    write_through: bool = False
+    write_behind: bool = True
+    write_behind_queue_size: int = Field(10_000, ge=1)
+    write_behind_batch_size: int = Field(500, ge=1)
+
+    # Telemetry
+    telemetry_enabled: bool = True
+    metrics_prefix: str = Field("hiercache", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    l1_latency_sample_every: int = Field(64, ge=1)
+    trace_keys: TraceKeys = TraceKeys.NONE
+    trace_all_operations: bool = False
+
+    @field_validator(
+        "l1_strategy", "serialization_format", "trace_keys", "l2_backend", mode="before"
+    )
+    @classmethod
+    def _lower_enum(cls, value: Any) -> Any:
+        if isinstance(value, str) and not isinstance(value, Enum):
+            return value.strip().lower()
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _write_mode(self) -> CacheConfig:
+        if self.write_through and self.write_behind:
+            if "write_behind" in self.model_fields_set:
+                raise ValueError("write_through and write_behind are mutually exclusive")
+            # Asking for write-through overrides the write-behind default.
+            self.write_behind = False
+        return self
+
+    @property
+    def redis_target(self) -> str:
+        """Where L2 lives, without credentials: safe to log."""
+        if self.l2_backend is not L2Backend.REDIS:
+            return str(self.l2_backend.value)
+        if self.redis_url is not None:
+            parts = urlsplit(self.redis_url.get_secret_value())
+            return f"{parts.scheme}://{parts.hostname or ''}:{parts.port or 6379}{parts.path}"
+        scheme = "rediss" if self.redis_ssl else "redis"
+        return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"

@@ -1,0 +1,82 @@
+"""The event recorder: plain in-process counters, the one source of truth for counts.
+
+``get_statistics()`` reads them, and telemetry exports them through observable
+instruments at collection time, so the hot path never calls into an SDK.
+
+Each thread increments its own row (no lock, no lost update even without a GIL);
+a snapshot sums the rows. Rows of finished threads are kept, so no count is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+L1: Final = "l1_memory"
+L2: Final = "l2_redis"
+LEVELS: Final = (L1, L2)
+OPERATIONS: Final = ("get", "get_many")
+EVICTION_REASONS: Final = ("size", "expired", "deleted", "invalidated")
+L2_ERROR_TYPES: Final = ("timeout", "connection", "corrupt", "serialization", "other")
+LOAD_RESULTS: Final = ("success", "error")
+
+
+class _Layout:
+    """Names every counter slot once: ``(kind, attributes)`` -> index."""
+
+    def __init__(self) -> None:
+        self.slots: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+
+    def add(self, kind: str, **attrs: str) -> int:
+        self.slots.append((kind, tuple(attrs.items())))
+        return len(self.slots) - 1
+
+
+_layout = _Layout()
+HIT: Final = {
+    (lvl, op): _layout.add("hits", level=lvl, operation=op) for lvl in LEVELS for op in OPERATIONS
+}
+MISS: Final = {op: _layout.add("misses", operation=op) for op in OPERATIONS}
+PROMOTION: Final = _layout.add("promotions")
+EVICTION: Final = {
+    (lvl, r): _layout.add("evictions", level=lvl, reason=r)
+    for lvl in LEVELS
+    for r in EVICTION_REASONS
+}
+L2_ERROR: Final = {t: _layout.add("l2_errors", error_type=t) for t in L2_ERROR_TYPES}
+LOAD: Final = {r: _layout.add("loads", result=r) for r in LOAD_RESULTS}
+COALESCED: Final = _layout.add("coalesced")
+SLOTS: Final = tuple(_layout.slots)
+
+L1_HIT_GET: Final = HIT[L1, "get"]
+
+
+class _ThreadRow(threading.local):
+    def __init__(self, rows: list[list[int]], lock: threading.Lock) -> None:
+        self.c = [0] * len(SLOTS)
+        with lock:
+            rows.append(self.c)
+
+
+class CacheStats:
+    """Counters for one cache. ``stats.row.c[INDEX] += 1`` counts an event on this thread."""
+
+    def __init__(self) -> None:
+        self._rows: list[list[int]] = []
+        self._lock = threading.Lock()
+        self.row = _ThreadRow(self._rows, self._lock)
+
+    def add(self, index: int, n: int = 1) -> None:
+        self.row.c[index] += n
+
+    def snapshot(self) -> list[int]:
+        """Totals per slot (index as in ``SLOTS``)."""
+        with self._lock:
+            rows = list(self._rows)
+        return [sum(col) for col in zip(*rows)] if rows else [0] * len(SLOTS)
+
+    def total(self, kind: str, **attrs: str) -> int:
+        """Sum of every slot of ``kind`` whose attributes include ``attrs``."""
+        want = set(attrs.items())
+        snap = self.snapshot()
+        return sum(v for v, (k, a) in zip(snap, SLOTS) if k == kind and want <= set(a))

@@ -1,0 +1,258 @@
+"""OpenTelemetry instrumentation, on the API only (no SDK import).
+
+Counts are read from ``CacheStats`` by observable instruments at collection time, so
+the hot path pays nothing for them. Latencies go to one histogram: L2 and backend on
+every operation, L1 hits sampled. Spans are made only inside a recording span (or when
+``trace_all_operations`` is on), because even a no-op span costs microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, SpanKind
+
+from hiercache import stats as S
+from hiercache.settings import CacheConfig, TraceKeys
+
+if TYPE_CHECKING:
+    from hiercache.stats import CacheStats
+
+try:
+    from importlib.metadata import version as _pkg_version
+
+    VERSION = _pkg_version("hiercache")
+except Exception:  # pragma: no cover - running from a source tree without metadata
+    VERSION = "0"
+
+METER_NAME: Final = "hiercache"
+#: 1 µs .. 5 s: L1 hits (~1 µs), L2 round trips (~100 µs), backends (100 ms .. seconds).
+LATENCY_BUCKETS: Final = (
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+BACKEND: Final = "backend"
+
+_COUNTERS: Final = {
+    # kind in stats -> (instrument suffix, unit, description)
+    "hits": ("hits", "{hit}", "Requests answered by a cache tier"),
+    "misses": ("misses", "{miss}", "Requests that missed every tier"),
+    "promotions": ("promotions", "{promotion}", "L2 hits copied into L1"),
+    "evictions": ("evictions", "{eviction}", "Entries removed, by tier and reason"),
+    "l2_errors": ("l2.errors", "{error}", "Failed L2 (Redis) operations, by error type"),
+    "loads": ("loads", "{load}", "Backend calls made on a miss, by result"),
+    "coalesced": ("coalesced", "{wait}", "Callers that waited on another caller's load"),
+}
+_ATTR_NAMES: Final = {
+    "level": "cache.level",
+    "operation": "cache.operation",
+    "reason": "cache.eviction.reason",
+    "error_type": "error.type",
+    "result": "cache.result",
+}
+
+
+class _Source:
+    """What one live cache exposes to the exporter."""
+
+    def __init__(
+        self,
+        name: str,
+        stats: CacheStats,
+        gauges: Callable[[], dict[str, float]],
+    ) -> None:
+        self.name = name
+        self.stats = stats
+        self.gauges = gauges
+
+
+class _Instruments:
+    """One set of instruments per metric prefix, shared by every cache using it."""
+
+    _by_prefix: dict[str, _Instruments] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> _Instruments:
+        with cls._lock:
+            inst = cls._by_prefix.get(prefix)
+            if inst is None:
+                inst = cls._by_prefix[prefix] = cls(prefix)
+            return inst
+
+    def __init__(self, prefix: str) -> None:
+        self.sources: weakref.WeakSet[_Source] = weakref.WeakSet()
+        meter = metrics.get_meter(METER_NAME, VERSION)
+        p = prefix
+        for kind, (suffix, unit, desc) in _COUNTERS.items():
+            meter.create_observable_counter(
+                f"{p}.{suffix}", callbacks=[self._counter_callback(kind)], unit=unit,
+                description=desc,
+            )  # fmt: skip
+        self.latency = meter.create_histogram(
+            f"{p}.latency",
+            unit="s",
+            description="Latency of cache operations per tier, and of backend loads",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        gauges = {
+            "entries": ("entries", "", "Entries held per tier"),
+            "size": ("size", "By", "Bytes held per tier"),
+            "write_behind.queue_depth": ("write_behind.queue_depth", "{write}", "Queued L2 writes"),
+            "l2.up": ("l2.up", "", "1 when the L2 Redis is reachable, 0 when running L1-only"),
+        }
+        for key, (suffix, unit, desc) in gauges.items():
+            meter.create_observable_gauge(
+                f"{p}.{suffix}", callbacks=[self._gauge_callback(key)], unit=unit,
+                description=desc,
+            )  # fmt: skip
+
+    def _counter_callback(self, kind: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        slots = [(i, a) for i, (k, a) in enumerate(S.SLOTS) if k == kind]
+
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for source in list(self.sources):
+                snap = source.stats.snapshot()
+                for i, attrs in slots:
+                    labels: dict[str, str] = {"cache.name": source.name}
+                    labels.update((_ATTR_NAMES[k], v) for k, v in attrs)
+                    yield Observation(snap[i], labels)
+
+        return observe
+
+    def _gauge_callback(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for source in list(self.sources):
+                for gauge, value in source.gauges().items():
+                    name, _, level = gauge.partition("|")
+                    if name == key:
+                        attrs = {"cache.name": source.name}
+                        if level:
+                            attrs["cache.level"] = level
+                        yield Observation(value, attrs)
+
+        return observe
+
+
+def _span_key() -> str:
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    return _SPAN_KEY
+
+
+_SPAN_CONTEXT_KEY: Final = _span_key()
+_current_context = getattr(
+    getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None
+)
+
+
+def _recording_span_public() -> bool:
+    return trace.get_current_span().is_recording()
+
+
+if isinstance(_current_context, ContextVar):  # the default contextvars runtime context
+    _context_var: ContextVar[Any] = _current_context
+
+    def recording_span_active() -> bool:
+        """True when the current context holds a recording span (~60 ns)."""
+        span = _context_var.get().get(_SPAN_CONTEXT_KEY)
+        return span is not None and span.is_recording()
+
+else:  # pragma: no cover - a custom runtime context: use the public API
+    recording_span_active = _recording_span_public
+
+
+def _redis_instrumented() -> bool:
+    """True when opentelemetry-instrumentation-redis already traces redis-py commands."""
+    import redis.asyncio.client
+    import redis.client
+
+    return hasattr(redis.client.Pipeline.execute, "__wrapped__") or hasattr(
+        redis.asyncio.client.Pipeline.execute, "__wrapped__"
+    )
+
+
+class CacheTelemetry:
+    """The telemetry of one cache: metric export registration, latency, spans."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        stats: CacheStats,
+        gauges: Callable[[], dict[str, float]],
+    ) -> None:
+        self.enabled = config.telemetry_enabled
+        self.trace_all = config.trace_all_operations and self.enabled
+        self.trace_keys = config.trace_keys
+        self.sample_every = config.l1_latency_sample_every
+        self.name = config.name
+        self.tracer = trace.get_tracer(METER_NAME, VERSION)
+        self._source = _Source(config.name, stats, gauges)
+        self._attrs: dict[tuple[str, str], dict[str, str]] = {}
+        if self.enabled:
+            self._instruments = _Instruments.for_prefix(config.metrics_prefix)
+            self._instruments.sources.add(self._source)
+
+    # -- latency ---------------------------------------------------------------------
+    def latency_attrs(self, level: str, operation: str) -> dict[str, str]:
+        key = (level, operation)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = self._attrs[key] = {
+                "cache.name": self.name,
+                "cache.level": level,
+                "cache.operation": operation,
+            }
+        return attrs
+
+    def record_latency(self, level: str, operation: str, seconds: float) -> None:
+        if self.enabled:
+            self._instruments.latency.record(seconds, self.latency_attrs(level, operation))
+
+    # -- spans -----------------------------------------------------------------------
+    def tracing(self) -> bool:
+        """Whether this operation gets spans: inside a recording span, or trace_all."""
+        return self.enabled and (self.trace_all or recording_span_active())
+
+    def span(
+        self, name: str, key: str | None = None, kind: SpanKind = SpanKind.INTERNAL
+    ) -> AbstractContextManager[Span]:
+        attrs: dict[str, Any] = {"cache.name": self.name}
+        if key is not None and self.trace_keys is not TraceKeys.NONE:
+            if self.trace_keys is TraceKeys.PLAIN:
+                attrs["cache.key"] = key
+            else:
+                attrs["cache.key.hash"] = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        return self.tracer.start_as_current_span(name, kind=kind, attributes=attrs)
+
+    def l2_span(
+        self, command: str, server: tuple[str, int | None], batch: int = 1
+    ) -> AbstractContextManager[Span | None]:
+        """A CLIENT span per Redis round trip, unless redis-py is already instrumented."""
+        if not self.tracing() or _redis_instrumented():
+            return nullcontext()
+        attrs: dict[str, Any] = {
+            "db.system.name": "redis",
+            "db.system": "redis",
+            "db.operation.name": command,
+            "server.address": server[0],
+        }
+        if server[1] is not None:
+            attrs["server.port"] = server[1]
+        if batch > 1:
+            attrs["db.operation.batch.size"] = batch
+        return self.tracer.start_as_current_span(command, kind=SpanKind.CLIENT, attributes=attrs)
+
+    def event(self, name: str, **attrs: str) -> None:
+        """Add an event to the current span, if one is recording."""
+        if self.enabled and recording_span_active():
+            trace.get_current_span().add_event(name, attrs)

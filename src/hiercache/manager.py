@@ -408,6 +408,10 @@ class HierarchicalCacheManager:
         await self.set(key, value, ttl_seconds)
         return value
 
+    def is_loading(self, key: str) -> bool:
+        """True while a ``get_or_load`` of ``key`` is calling its loader in this process."""
+        return self._flight.is_loading(key)
+
     @asynccontextmanager
     async def cached_operation(
         self,

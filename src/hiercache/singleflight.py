@@ -19,8 +19,8 @@ class AsyncSingleFlight:
     def __init__(self) -> None:
         self._calls: dict[str, asyncio.Future[Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self._calls)
+    def is_loading(self, key: str) -> bool:
+        return key in self._calls
 
     async def do(self, key: str, load: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         loop = asyncio.get_running_loop()

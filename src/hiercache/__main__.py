@@ -1,0 +1,5 @@
+import sys
+
+from hiercache.cli import main
+
+sys.exit(main())

@@ -240,7 +240,7 @@ def _panels(prefix: str) -> list[Json]:
     def latency(q_label: str, q_value: str) -> Json:
         return _timeseries(
             f"Latency {q_label} by tier",
-            f"{q_label} latency of cache lookups per tier (l1_memory, l2_redis) next to the "
+            f"{q_label} latency of cache operations per tier (l1_memory, l2_redis) next to the "
             "backend's (the loads the cache saves), from the latency histogram. Targets: L1 "
             "< 1 ms, L2 < 10 ms. L1 hits are sampled; quantiles are interpolated within "
             "histogram buckets.",
@@ -723,7 +723,7 @@ class _Rules:
                 "10m",
                 "warning",
                 f"Cache {where}: L2 p95 latency {{{{ $value | humanizeDuration }}}}",
-                "The p95 latency of L2 (Redis) lookups of cache {{ $labels.cache_name }} in job "
+                "The p95 latency of L2 (Redis) calls of cache {{ $labels.cache_name }} in job "
                 "{{ $labels.job }} has been {{ $value | humanizeDuration }} (above the 10ms "
                 "target) for 10 minutes.",
             ),

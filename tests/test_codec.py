@@ -1,0 +1,250 @@
+"""Codec: header layout, JSON default, bytes passthrough, zstd, refusal of untrusted input."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+
+import orjson
+import pytest
+import zstandard
+
+from hiercache import CacheConfig, CorruptValueError, SerializationError, SerializationFormat
+from hiercache.codec import COMPRESSED, MAGIC, SER_BYTES, SER_JSON, SER_PICKLE, VERSION, Codec
+
+COMPRESSIBLE = {"text": "abc" * 2000}  # ~6 KB of JSON that zstd shrinks a lot
+
+
+def header(payload: bytes) -> tuple[bytes, int, int]:
+    return payload[:2], payload[2], payload[3]
+
+
+def test_header_layout_json() -> None:
+    payload = Codec().encode("k", {"a": 1})
+    assert header(payload) == (b"HC", 1, SER_JSON)
+    assert MAGIC == b"HC"
+    assert VERSION == 1
+    assert payload[4:] == orjson.dumps({"a": 1})
+
+
+def test_json_is_the_default() -> None:
+    codec = Codec.from_config(CacheConfig())
+    assert codec.serialization is SerializationFormat.JSON
+    payload = codec.encode("k", [1, "two", None, 3.5, {"x": True}])
+    assert payload[3] & 0x07 == SER_JSON
+    assert codec.decode(payload) == [1, "two", None, 3.5, {"x": True}]
+
+
+def test_from_config_copies_settings() -> None:
+    codec = Codec.from_config(
+        CacheConfig(
+            compression_enabled=False,
+            compression_threshold=10,
+            compression_level=9,
+            serialization_format="pickle",
+        )
+    )
+    assert (codec.compression, codec.threshold, codec.level) == (False, 10, 9)
+    assert codec.serialization is SerializationFormat.PICKLE
+
+
+@pytest.mark.parametrize("value", [b"", b"\x00\xffraw", bytes(range(256))])
+def test_bytes_pass_through_untouched(value: bytes) -> None:
+    codec = Codec(compression=False)
+    payload = codec.encode("k", value)
+    assert header(payload) == (b"HC", 1, SER_BYTES)
+    assert payload[4:] == value
+    decoded = codec.decode(payload)
+    assert decoded == value
+    assert type(decoded) is bytes
+
+
+def test_bytes_pass_through_even_with_pickle() -> None:
+    payload = Codec(SerializationFormat.PICKLE).encode("k", b"raw")
+    assert payload == b"HC\x01\x02raw"
+
+
+def test_small_values_are_not_compressed() -> None:
+    value = "x" * 100
+    payload = Codec(threshold=1024).encode("k", value)
+    assert not payload[3] & COMPRESSED
+    assert payload[4:] == orjson.dumps(value)
+
+
+def test_value_just_at_threshold_is_not_compressed() -> None:
+    value = "y" * 1022  # JSON body: 1024 bytes with the quotes
+    body = orjson.dumps(value)
+    assert len(body) == 1024
+    assert not Codec(threshold=1024).encode("k", value)[3] & COMPRESSED
+    assert Codec(threshold=1023).encode("k", value)[3] & COMPRESSED
+
+
+def test_large_compressible_values_are_compressed_and_round_trip() -> None:
+    codec = Codec(threshold=1024)
+    payload = codec.encode("k", COMPRESSIBLE)
+    assert payload[3] == SER_JSON | COMPRESSED
+    raw = orjson.dumps(COMPRESSIBLE)
+    assert len(payload) < len(raw)
+    assert zstandard.ZstdDecompressor().decompress(payload[4:]) == raw
+    assert codec.decode(payload) == COMPRESSIBLE
+
+
+def test_compressed_bytes_round_trip() -> None:
+    codec = Codec(threshold=16)
+    value = b"z" * 5000
+    payload = codec.encode("k", value)
+    assert payload[3] == SER_BYTES | COMPRESSED
+    assert codec.decode(payload) == value
+
+
+def test_compression_disabled_never_compresses() -> None:
+    payload = Codec(compression=False, threshold=0).encode("k", COMPRESSIBLE)
+    assert payload[3] == SER_JSON
+    assert payload[4:] == orjson.dumps(COMPRESSIBLE)
+
+
+def test_incompressible_values_are_stored_plain() -> None:
+    noise = os.urandom(4096)
+    payload = Codec(threshold=16).encode("k", noise)
+    assert not payload[3] & COMPRESSED  # zstd output would be larger than the input
+    assert payload[4:] == noise
+
+
+def test_a_compressed_payload_decodes_with_another_codec_instance() -> None:
+    payload = Codec(threshold=0, level=19).encode("k", COMPRESSIBLE)
+    assert Codec(compression=False).decode(payload) == COMPRESSIBLE
+
+
+def test_compressor_objects_are_reused_per_thread() -> None:
+    codec = Codec(threshold=16)
+    first_c, first_d = codec._compressor(), codec._decompressor()
+    for _ in range(3):
+        codec.decode(codec.encode("k", COMPRESSIBLE))
+    assert codec._compressor() is first_c
+    assert codec._decompressor() is first_d
+
+    other: list[object] = []
+
+    def in_thread() -> None:
+        codec.decode(codec.encode("k", COMPRESSIBLE))
+        other.extend([codec._compressor(), codec._decompressor()])
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert other[0] is not first_c
+    assert other[1] is not first_d
+    assert codec._compressor() is first_c
+
+
+def test_compressor_uses_configured_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    levels: list[int] = []
+    real = zstandard.ZstdCompressor
+
+    def spy(*, level: int) -> zstandard.ZstdCompressor:
+        levels.append(level)
+        return real(level=level)
+
+    monkeypatch.setattr(zstandard, "ZstdCompressor", spy)
+    codec = Codec(threshold=0, level=7)
+    codec.encode("a", COMPRESSIBLE)
+    codec.encode("b", COMPRESSIBLE)
+    assert levels == [7]  # built once, then reused
+
+
+# -- pickle ------------------------------------------------------------------------
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and other.x == self.x
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_pickle_round_trip_when_configured() -> None:
+    codec = Codec(SerializationFormat.PICKLE)
+    payload = codec.encode("k", Point(3))
+    assert payload[3] & 0x07 == SER_PICKLE
+    assert codec.decode(payload) == Point(3)
+
+
+def test_pickle_refused_on_read_when_not_configured() -> None:
+    payload = Codec(SerializationFormat.PICKLE, compression=False).encode("k", Point(3))
+    with pytest.raises(CorruptValueError, match="pickle"):
+        Codec(SerializationFormat.JSON).decode(payload)
+
+
+def test_compressed_pickle_refused_on_read_when_not_configured() -> None:
+    payload = Codec(SerializationFormat.PICKLE, threshold=0).encode("k", ["a" * 3000])
+    assert payload[3] & COMPRESSED
+    with pytest.raises(CorruptValueError, match="pickle"):
+        Codec().decode(payload)
+
+
+def test_a_crafted_pickle_is_never_loaded() -> None:
+    calls: list[str] = []
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (calls.append, ("ran",))
+
+    payload = MAGIC + bytes((VERSION, SER_PICKLE)) + pickle.dumps(Evil())
+    with pytest.raises(CorruptValueError):
+        Codec().decode(payload)
+    assert calls == []
+
+
+# -- refusal of garbage ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"HC",
+        b"HC\x01",
+        b"XX\x01\x00{}",
+        b'{"a": 1}',
+        b"HC\x02\x00{}",  # unknown version
+        b"HC\x00\x00{}",
+        b"HC\x01\x00{not json",
+        b"HC\x01\x80not zstd",  # claims compression
+        b"HC\x01\x05{}",  # unknown serializer id
+        b"HC\x01\x01garbage",  # pickle id, not a pickle (and not enabled)
+    ],
+)
+def test_garbage_is_corrupt(payload: bytes) -> None:
+    with pytest.raises(CorruptValueError):
+        Codec().decode(payload)
+
+
+def test_unknown_version_is_named() -> None:
+    with pytest.raises(CorruptValueError, match="version 9"):
+        Codec().decode(b"HC\x09\x00{}")
+
+
+def test_garbage_pickle_is_corrupt_even_with_pickle_enabled() -> None:
+    with pytest.raises(CorruptValueError):
+        Codec(SerializationFormat.PICKLE).decode(b"HC\x01\x01not a pickle")
+
+
+# -- unserializable values ---------------------------------------------------------
+@pytest.mark.parametrize("value", [object(), {1, 2}, Point(1), lambda: None])
+def test_unserializable_value_names_the_key(value: object) -> None:
+    with pytest.raises(SerializationError) as info:
+        Codec().encode("user:42", value)
+    assert info.value.key == "user:42"
+    assert "'user:42'" in str(info.value)
+    assert isinstance(info.value, TypeError)
+
+
+def test_unpicklable_value_names_the_key() -> None:
+    with pytest.raises(SerializationError, match="'job:1'"):
+        Codec(SerializationFormat.PICKLE).encode("job:1", lambda: None)
+
+
+def test_json_edge_values_round_trip() -> None:
+    codec = Codec()
+    for value in (None, True, 0, -1.5, "", "ünïcødé", [], {}, {"nested": [{"a": None}]}):
+        assert codec.decode(codec.encode("k", value)) == value

@@ -9,6 +9,7 @@ flushes, then stops the thread: nothing queued is lost on a clean shutdown.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -42,6 +43,8 @@ class WriteBehindQueue:
                         target=self._run, name="hiercache-write-behind", daemon=True
                     )
                     self._thread.start()
+                    # A process that exits without close() still gets its writes out.
+                    atexit.register(self.close)
 
     def submit_set(self, key: str, payload: bytes, ttl_seconds: float) -> bool:
         """Queue a write; False when the queue is full (the caller then writes directly)."""
@@ -67,6 +70,7 @@ class WriteBehindQueue:
         self._queue.put((_STOP,))
         self._thread.join()
         self._thread = None
+        atexit.unregister(self.close)
 
     # -- the flusher thread ----------------------------------------------------------
     def _run(self) -> None:

@@ -811,8 +811,18 @@ def _scalar(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        if value != value:
+            return ".nan"
+        if value in (float("inf"), float("-inf")):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:  # YAML 1.1 readers need a dot: 1e-06 -> 1.0e-06
+            text = f"{mantissa}.0e{exponent}"
+        return text
     if isinstance(value, str):
         if _PLAIN_VALUE.fullmatch(value) and value.lower() not in _YAML_WORDS:
             return value
@@ -841,7 +851,8 @@ def _emit(value: object, indent: int) -> Iterator[str]:
         if not value:
             yield f"{pad}{{}}"
         for key, item in value.items():
-            k = key if _PLAIN_KEY.fullmatch(key) else json.dumps(key)
+            plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS
+            k = key if plain else _scalar(key)
             if isinstance(item, dict | list) and item:
                 yield f"{pad}{k}:"
                 yield from _emit(item, indent + 2)

@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from hiercache import stats as S
 from hiercache.settings import CacheConfig, TraceKeys
@@ -41,6 +42,10 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 BACKEND: Final = "backend"
+#: Span attributes of an operation until a tier answers.
+MISSED: Final[dict[str, AttributeValue]] = {"cache.hit": False, "cache.level": "none"}
+HIT_L1: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L1}
+HIT_L2: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L2}
 
 _COUNTERS: Final = {
     # kind in stats -> (instrument suffix, unit, description)
@@ -116,29 +121,43 @@ class _Instruments:
                 description=desc,
             )  # fmt: skip
 
+    def _live(self) -> dict[str, list[_Source]]:
+        """Live sources grouped by cache name: two caches sharing a name share series."""
+        by_name: dict[str, list[_Source]] = {}
+        for source in list(self.sources):
+            by_name.setdefault(source.name, []).append(source)
+        return by_name
+
     def _counter_callback(self, kind: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         slots = [(i, a) for i, (k, a) in enumerate(S.SLOTS) if k == kind]
+        labels = [tuple((_ATTR_NAMES[k], v) for k, v in attrs) for _, attrs in slots]
 
         def observe(options: CallbackOptions) -> Iterator[Observation]:
-            for source in list(self.sources):
-                snap = source.stats.snapshot()
-                for i, attrs in slots:
-                    labels: dict[str, str] = {"cache.name": source.name}
-                    labels.update((_ATTR_NAMES[k], v) for k, v in attrs)
-                    yield Observation(snap[i], labels)
+            for name, sources in self._live().items():
+                snaps = [source.stats.snapshot() for source in sources]
+                for (i, _), extra in zip(slots, labels):
+                    attrs = {"cache.name": name, **dict(extra)}
+                    yield Observation(sum(snap[i] for snap in snaps), attrs)
 
         return observe
 
     def _gauge_callback(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        # l2.up is 1 only when every same-named cache reaches Redis; the others add up.
+        combine: Callable[[Iterable[float]], float] = min if key == "l2.up" else sum
+
         def observe(options: CallbackOptions) -> Iterator[Observation]:
-            for source in list(self.sources):
-                for gauge, value in source.gauges().items():
-                    name, _, level = gauge.partition("|")
-                    if name == key:
-                        attrs = {"cache.name": source.name}
-                        if level:
-                            attrs["cache.level"] = level
-                        yield Observation(value, attrs)
+            for name, sources in self._live().items():
+                values: dict[str, list[float]] = {}
+                for source in sources:
+                    for gauge, value in source.gauges().items():
+                        gauge_name, _, level = gauge.partition("|")
+                        if gauge_name == key:
+                            values.setdefault(level, []).append(value)
+                for level, found in values.items():
+                    attrs = {"cache.name": name}
+                    if level:
+                        attrs["cache.level"] = level
+                    yield Observation(combine(found), attrs)
 
         return observe
 
@@ -224,9 +243,16 @@ class CacheTelemetry:
         return self.enabled and (self.trace_all or recording_span_active())
 
     def span(
-        self, name: str, key: str | None = None, kind: SpanKind = SpanKind.INTERNAL
+        self,
+        name: str,
+        key: str | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, AttributeValue] | None = None,
     ) -> AbstractContextManager[Span]:
+        """A span named ``name``; the key is recorded only as ``trace_keys`` allows."""
         attrs: dict[str, Any] = {"cache.name": self.name}
+        if attributes:
+            attrs.update(attributes)
         if key is not None and self.trace_keys is not TraceKeys.NONE:
             if self.trace_keys is TraceKeys.PLAIN:
                 attrs["cache.key"] = key

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from hiercache import stats as S
 from hiercache.codec import Codec
@@ -27,7 +27,11 @@ from hiercache.settings import CacheConfig, L2Backend
 from hiercache.singleflight import AsyncSingleFlight
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry, recording_span_active
+from hiercache.telemetry.instruments import HIT_L1, HIT_L2, MISSED
 from hiercache.write_behind import WriteBehindQueue
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger("hiercache")
 T = TypeVar("T")
@@ -203,17 +207,21 @@ class HierarchicalCacheManager:
                 self.telemetry.record_latency(S.L1, "get", time.perf_counter() - started)
                 return entry.value
             return await self._get_below_l1(key, default, "get")
-        with self.telemetry.span("hiercache.get", key) as span:
-            entry = self.l1.get(key)
-            if entry is not None:
-                self._row.c[S.L1_HIT_GET] += 1
-                span.set_attributes({"cache.hit": True, "cache.level": S.L1})
-                return entry.value
-            value = await self._get_below_l1(key, MISS, "get")
-            hit = value is not MISS
-            level = S.L2 if hit else "none"
-            span.set_attributes({"cache.hit": hit, "cache.level": level})
-            return value if hit else default
+        with self.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
+            value = await self._get_traced(key, span)
+            return default if value is MISS else value
+
+    async def _get_traced(self, key: str, span: Span) -> Any:
+        """L1, then L2, inside ``span`` (which starts as a miss): the value, or MISS."""
+        entry = self.l1.get(key)
+        if entry is not None:
+            self._row.c[S.L1_HIT_GET] += 1
+            span.set_attributes(HIT_L1)
+            return entry.value
+        value = await self._get_below_l1(key, MISS, "get")
+        if value is not MISS:
+            span.set_attributes(HIT_L2)
+        return value
 
     async def _get_below_l1(self, key: str, default: Any, op: str) -> Any:
         check_key(key)
@@ -372,15 +380,33 @@ class HierarchicalCacheManager:
     ) -> T:
         """The cached value of ``key``, or ``load()``'s result, cached. Concurrent callers
         share one load (single-flight). Exceptions propagate and are never cached."""
+        if self._telemetry_on and (self._trace_all or recording_span_active()):
+            # One hiercache.get span for the whole call: the load is its child.
+            with self.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
+                if not force_refresh:
+                    value = await self._get_traced(key, span)
+                    if value is not MISS:
+                        return value  # type: ignore[no-any-return]
+                return await self._load_once(key, load, ttl_seconds, force_refresh)
         if not force_refresh:
             value = await self.get(key, MISS)
             if value is not MISS:
                 return value  # type: ignore[no-any-return]
+        return await self._load_once(key, load, ttl_seconds, force_refresh)
+
+    async def _load_once(
+        self,
+        key: str,
+        load: Callable[[], Awaitable[T] | T],
+        ttl_seconds: float | None,
+        force_refresh: bool,
+    ) -> T:
         result, shared = await self._flight.do(
             key, lambda: self._load(key, load, ttl_seconds, force_refresh)
         )
         if shared:
             self.stats.add(S.COALESCED)
+            self.telemetry.event("hiercache.coalesced")
         return result
 
     async def _load(
@@ -403,8 +429,10 @@ class HierarchicalCacheManager:
             except BaseException:
                 self.stats.add(S.LOAD["error"])
                 raise
-            self.stats.add(S.LOAD["success"])
-            self.telemetry.record_latency("backend", "load", time.perf_counter() - started)
+            else:
+                self.stats.add(S.LOAD["success"])
+            finally:  # failed loads are timed too
+                self.telemetry.record_latency("backend", "load", time.perf_counter() - started)
         await self.set(key, value, ttl_seconds)
         return value
 

@@ -17,8 +17,11 @@ from hiercache.memory import EvictionReason
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.singleflight import ThreadSingleFlight
 from hiercache.telemetry import recording_span_active
+from hiercache.telemetry.instruments import HIT_L1, HIT_L2, MISSED
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from hiercache.manager import HierarchicalCacheManager
 
 log = logging.getLogger("hiercache")
@@ -81,15 +84,22 @@ class SyncCache:
                 m.telemetry.record_latency(S.L1, "get", time.perf_counter() - started)
                 return entry.value
             return self._get_below_l1(key, default)
-        with m.telemetry.span("hiercache.get", key) as span:
-            entry = m.l1.get(key)
-            value = entry.value if entry is not None else self._get_below_l1(key, MISS)
-            hit = entry is not None or value is not MISS
-            if entry is not None:
-                m._row.c[S.L1_HIT_GET] += 1
-            level = S.L1 if entry is not None else (S.L2 if hit else "none")
-            span.set_attributes({"cache.hit": hit, "cache.level": level})
-            return value if hit else default
+        with m.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
+            value = self._get_traced(key, span)
+            return default if value is MISS else value
+
+    def _get_traced(self, key: str, span: Span) -> Any:
+        """L1, then L2, inside ``span`` (which starts as a miss): the value, or MISS."""
+        m = self.manager
+        entry = m.l1.get(key)
+        if entry is not None:
+            m._row.c[S.L1_HIT_GET] += 1
+            span.set_attributes(HIT_L1)
+            return entry.value
+        value = self._get_below_l1(key, MISS)
+        if value is not MISS:
+            span.set_attributes(HIT_L2)
+        return value
 
     def _get_below_l1(self, key: str, default: Any) -> Any:
         m = self.manager
@@ -100,13 +110,14 @@ class SyncCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         m = self.manager
-        found, missing = m._get_many_l1(keys)
-        l2 = self._live_l2() if missing else None
-        fetched: list[Fetched] = [(None, None)] * len(missing)
-        if l2 is not None:
-            fetched = l2.run_sync(l2.op_get_many(missing))
-        m._merge_many(found, missing, fetched)
-        return found
+        with m.telemetry.span("hiercache.get_many") if m.telemetry.tracing() else _NULL:
+            found, missing = m._get_many_l1(keys)
+            l2 = self._live_l2() if missing else None
+            fetched: list[Fetched] = [(None, None)] * len(missing)
+            if l2 is not None:
+                fetched = l2.run_sync(l2.op_get_many(missing))
+            m._merge_many(found, missing, fetched)
+            return found
 
     def exists(self, key: str) -> bool:
         if self.manager.l1.get(check_key(key)) is not None:
@@ -136,14 +147,15 @@ class SyncCache:
 
     def delete(self, key: str) -> bool:
         m = self.manager
-        in_l1 = m.l1.delete(check_key(key), EvictionReason.DELETED)
-        l2 = self._live_l2()
-        if l2 is None:
-            return in_l1
-        self.flush()
-        removed = l2.run_sync(l2.op_delete([key]))
-        m.stats.add(S.EVICTION[S.L2, "deleted"], removed)
-        return in_l1 or removed > 0
+        with m.telemetry.span("hiercache.delete", key) if m.telemetry.tracing() else _NULL:
+            in_l1 = m.l1.delete(check_key(key), EvictionReason.DELETED)
+            l2 = self._live_l2()
+            if l2 is None:
+                return in_l1
+            self.flush()
+            removed = l2.run_sync(l2.op_delete([key]))
+            m.stats.add(S.EVICTION[S.L2, "deleted"], removed)
+            return in_l1 or removed > 0
 
     def flush(self) -> None:
         if self.manager.write_behind is not None:
@@ -151,14 +163,15 @@ class SyncCache:
 
     def invalidate_pattern(self, pattern: str) -> int:
         m = self.manager
-        removed = set(m._invalidate_l1(pattern))
-        l2 = self._live_l2()
-        if l2 is not None:
-            self.flush()
-            l2_removed = l2.unlink_matching_sync(pattern)
-            m.stats.add(S.EVICTION[S.L2, "invalidated"], len(l2_removed))
-            removed.update(l2_removed)
-        return len(removed)
+        with m.telemetry.span("hiercache.invalidate") if m.telemetry.tracing() else _NULL:
+            removed = set(m._invalidate_l1(pattern))
+            l2 = self._live_l2()
+            if l2 is not None:
+                self.flush()
+                l2_removed = l2.unlink_matching_sync(pattern)
+                m.stats.add(S.EVICTION[S.L2, "invalidated"], len(l2_removed))
+                removed.update(l2_removed)
+            return len(removed)
 
     def clear(self) -> int:
         return self.invalidate_pattern("*")
@@ -173,15 +186,30 @@ class SyncCache:
         force_refresh: bool = False,
     ) -> T:
         m = self.manager
+        if m._telemetry_on and (m._trace_all or recording_span_active()):
+            # One hiercache.get span for the whole call: the load is its child.
+            with m.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
+                if not force_refresh:
+                    value = self._get_traced(key, span)
+                    if value is not MISS:
+                        return value  # type: ignore[no-any-return]
+                return self._load_once(key, load, ttl_seconds, force_refresh)
         if not force_refresh:
             value = self.get(key, MISS)
             if value is not MISS:
                 return value  # type: ignore[no-any-return]
+        return self._load_once(key, load, ttl_seconds, force_refresh)
+
+    def _load_once(
+        self, key: str, load: Callable[[], T], ttl_seconds: float | None, force_refresh: bool
+    ) -> T:
+        m = self.manager
         result, shared = self._flight.do(
             key, lambda: self._load(key, load, ttl_seconds, force_refresh)
         )
         if shared:
             m.stats.add(S.COALESCED)
+            m.telemetry.event("hiercache.coalesced")
         return result
 
     def _load(
@@ -200,8 +228,10 @@ class SyncCache:
             except BaseException:
                 m.stats.add(S.LOAD["error"])
                 raise
-            m.stats.add(S.LOAD["success"])
-            m.telemetry.record_latency("backend", "load", time.perf_counter() - started)
+            else:
+                m.stats.add(S.LOAD["success"])
+            finally:  # failed loads are timed too
+                m.telemetry.record_latency("backend", "load", time.perf_counter() - started)
         self.set(key, value, ttl_seconds)
         return value
 
@@ -214,22 +244,23 @@ class SyncCache:
         """Load and cache ``operation(key)`` for each key, in batches; returns the count."""
         m = self.manager
         keys = [check_key(k) for k in dict.fromkeys(keys)]
-        warmed = 0
-        for start in range(0, len(keys), m.config.warming_batch_size):
-            pairs: dict[str, Any] = {}
-            for key in keys[start : start + m.config.warming_batch_size]:
-                try:
-                    value = operation(key)
-                except Exception as exc:
-                    m.stats.add(S.LOAD["error"])
-                    log.warning("hiercache: warming %r failed: %r", key, exc)
-                    continue
-                m.stats.add(S.LOAD["success"])
-                if value is not None:
-                    pairs[key] = value
-            self.set_many(pairs, ttl_seconds)
-            warmed += len(pairs)
-        return warmed
+        with m.telemetry.span("hiercache.warm") if m.telemetry.tracing() else _NULL:
+            warmed = 0
+            for start in range(0, len(keys), m.config.warming_batch_size):
+                pairs: dict[str, Any] = {}
+                for key in keys[start : start + m.config.warming_batch_size]:
+                    try:
+                        value = operation(key)
+                    except Exception as exc:
+                        m.stats.add(S.LOAD["error"])
+                        log.warning("hiercache: warming %r failed: %r", key, exc)
+                        continue
+                    m.stats.add(S.LOAD["success"])
+                    if value is not None:
+                        pairs[key] = value
+                self.set_many(pairs, ttl_seconds)
+                warmed += len(pairs)
+            return warmed
 
     def get_statistics(self) -> dict[str, Any]:
         return self.manager.statistics()

@@ -144,7 +144,9 @@ class RedisCacheBackend:
         return self._sclient
 
     # -- running one round trip ------------------------------------------------------
-    def _failed(self, op: _Op[Any], exc: BaseException) -> None:
+    def _failed(self, op: _Op[Any], exc: BaseException, started: float) -> None:
+        # A failed round trip (a timeout above all) is timed too.
+        self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(exc)
         self.stats.add(S.L2_ERROR[kind])
         if kind == "connection" and self.available:
@@ -164,7 +166,7 @@ class RedisCacheBackend:
                     op.build(pipe)
                     replies = await pipe.execute()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._failed(op, exc)
+            self._failed(op, exc, started)
             return op.fallback
         self._succeeded(op, started)
         return op.parse(replies)
@@ -177,7 +179,7 @@ class RedisCacheBackend:
                     op.build(pipe)
                     replies = pipe.execute()
         except (RedisError, OSError) as exc:
-            self._failed(op, exc)
+            self._failed(op, exc, started)
             return op.fallback
         self._succeeded(op, started)
         return op.parse(replies)

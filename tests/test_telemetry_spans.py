@@ -10,9 +10,9 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
-from otel_providers import Providers, install, unique_name
 
 from hiercache import CacheConfig, HierarchicalCacheManager, cache_operation
+from otel_providers import Providers, install, unique_name
 
 PARENT = "request"
 
@@ -184,7 +184,10 @@ async def test_a_load_error_marks_the_load_span(otel: Providers, redis_url: str)
         raise ValueError("backend down")
 
     async with HierarchicalCacheManager(config(redis_url)) as m:
-        with tracer().start_as_current_span(PARENT), pytest.raises(ValueError):
+        with (
+            tracer().start_as_current_span(PARENT),
+            pytest.raises(ValueError, match="backend down"),
+        ):
             await m.get_or_load("k", broken)
     load = only(otel.spans(m.config.name), "hiercache.load")
     assert not load.status.is_ok
@@ -234,13 +237,13 @@ async def test_each_operation_has_its_span(otel: Providers, redis_url: str) -> N
     ]
     parent = only(otel.spans(), PARENT)
     assert all(s.parent is not None and s.parent.span_id == parent.context.span_id for s in mine)
-    deleted = [s for s in mine if s.name == "hiercache.delete"][0]
+    deleted = next(s for s in mine if s.name == "hiercache.delete")
     assert [(e.name, dict(e.attributes or {})) for e in deleted.events] == [
         ("hiercache.eviction", {"cache.level": "l1_memory", "cache.eviction.reason": "deleted"})
     ]
     client = [s for s in otel.spans() if s.kind is SpanKind.CLIENT]
     assert {s.name for s in client} >= {"SET", "MGET", "UNLINK", "SCAN"}
-    mget = [s for s in client if s.name == "MGET"][0]
+    mget = next(s for s in client if s.name == "MGET")
     assert (mget.attributes or {})["db.operation.batch.size"] == 2
 
 

@@ -1,0 +1,284 @@
+"""End to end: a real Prometheus scraping real hiercache workloads, with the shipped rules.
+
+Two ``hiercache demo --forever`` processes run against the real Redis fixture and serve
+``/metrics`` on loopback: a healthy one (job ``hiercache``, the demo's default Zipf workload) and
+a cold one (job ``hiercache-cold``: a million distinct prompts, uniform, so nearly every request
+misses). The Debian ``prometheus`` binary scrapes both every second and evaluates
+``alerts/hiercache.rules.yml`` every second.
+
+* Every dashboard panel's query is run through ``/api/v1/query`` with the variables filled in
+  (``$job``/``$instance``/``$cache_name`` the healthy demo's, ``$__rate_interval`` 10s). Each
+  must succeed and return data: the library exports every counter slot from the start (zeros
+  included), so even panels whose events are rare (L2 errors, coalesced waits, write-behind
+  depth) have series; none is allowed to be empty.
+* The hit-ratio alert's expression is true for the cold workload, not the healthy one, and
+  Prometheus itself holds the alert pending for it.
+
+The last test runs ``scripts/stack.sh`` (the no-Docker stack) on free ports and checks that its
+Prometheus scrapes its demo with the rules loaded and the Alertmanager attached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hiercache import bundle
+from prom import Prometheus, run_prometheus, substitute
+from servers import RedisServer, drain_in_background, free_port, require_binary, wait_for_line
+
+REPO = Path(__file__).resolve().parents[1]
+RATE_INTERVAL = "10s"
+
+
+@dataclass
+class Demo:
+    job: str
+    port: int
+    proc: subprocess.Popen[str]
+
+    @property
+    def instance(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def demo_env(redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CACHE_"))}
+    env["CACHE_REDIS_URL"] = redis_url
+    return env
+
+
+def start_demo(job: str, redis_url: str, *args: str) -> Demo:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hiercache", "demo", "--forever"),
+            *("--metrics-port", str(port), "--backend-ms", "0", "--requests", "500"),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=demo_env(redis_url),
+        cwd=REPO,
+    )
+    wait_for_line(proc, "round 1:", f"hiercache demo ({job})")
+    drain_in_background(proc)
+    return Demo(job, port, proc)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def demos(redis_server: RedisServer) -> Iterator[dict[str, Demo]]:
+    started: list[Demo] = []
+    try:
+        started.append(start_demo("hiercache", redis_server.url))
+        started.append(
+            start_demo("hiercache-cold", redis_server.url, "--prompts", "1000000", "--zipf", "0")
+        )
+        yield {d.job: d for d in started}
+    finally:
+        for demo in started:
+            stop(demo.proc)
+
+
+@pytest.fixture(scope="module")
+def prometheus(demos: dict[str, Demo]) -> Iterator[Prometheus]:
+    scrape = "\n".join(
+        f"  - job_name: {d.job}\n    static_configs:\n      - targets: ['{d.instance}']"
+        for d in demos.values()
+    )
+    config = (
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {REPO / bundle.ALERTS_FILE}\n"
+        f"scrape_configs:\n{scrape}\n"
+    )
+    with run_prometheus(config) as prom:
+        yield prom
+
+
+def panel_targets() -> list[tuple[str, str, str]]:
+    dashboard = json.loads((REPO / bundle.DASHBOARD_FILE).read_text())
+    return [
+        (panel["title"], target["refId"], target["expr"])
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def test_every_panel_query_returns_data(prometheus: Prometheus, demos: dict[str, Demo]) -> None:
+    healthy = demos["hiercache"]
+    values = {
+        "job": healthy.job,
+        "instance": healthy.instance,
+        "cache_name": ".+",
+        "__rate_interval": RATE_INTERVAL,
+    }
+    queries = [(title, ref, substitute(expr, values)) for title, ref, expr in panel_targets()]
+    assert len(queries) >= 18
+
+    def all_have_data() -> dict[str, list[dict[str, Any]]] | None:
+        results = {}
+        for title, ref, expr in queries:
+            result = prometheus.query(expr)  # raises if Prometheus rejects the query
+            if not result:
+                return None
+            results[f"{title}/{ref}"] = result
+        return results
+
+    try:
+        results = prometheus.poll(all_have_data, "every panel query to return data")
+    except AssertionError:
+        empty = [f"{t}/{r}: {e}" for t, r, e in queries if not prometheus.query(e)]
+        raise AssertionError("panels without data:\n" + "\n".join(empty)) from None
+
+    def value(key: str) -> float:
+        (sample,) = results[key]
+        return float(sample["value"][1])
+
+    assert 0.5 < value("Overall hit ratio/A") <= 1
+    assert 0 < value("L1 hit ratio/A") <= 1
+    assert 0 < value("L2 hit ratio/A") <= 1  # the demo clears L1 so L2 answers too
+    for quantile in ("p50", "p95", "p99"):
+        levels = {s["metric"]["cache_level"] for s in results[f"Latency {quantile} by tier/A"]}
+        assert {"l1_memory", "l2_redis", "backend"} <= levels, (quantile, levels)
+    reasons = {s["metric"]["cache_eviction_reason"] for s in results["Evictions by reason/A"]}
+    assert "size" in reasons
+    (state,) = results["L2 connection state/A"]
+    assert state["value"][1] == "1"
+    # Only the selected job and instance: the cold demo's series are filtered out.
+    for result in results.values():
+        for sample in result:
+            assert sample["metric"].get("job", healthy.job) == healthy.job
+            assert sample["metric"].get("instance", healthy.instance) == healthy.instance
+
+
+def test_variable_queries_list_the_workloads(
+    prometheus: Prometheus, demos: dict[str, Demo]
+) -> None:
+    """The job variable's ``label_values`` selector finds both jobs."""
+    dashboard = json.loads((REPO / bundle.DASHBOARD_FILE).read_text())
+    (job_var,) = [v for v in dashboard["templating"]["list"] if v["name"] == "job"]
+    selector = job_var["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+
+    def jobs() -> set[str] | None:
+        found = {s["metric"]["job"] for s in prometheus.query(selector)}
+        return found if found >= set(demos) else None
+
+    assert prometheus.poll(jobs, "both jobs in the job variable") >= set(demos)
+
+
+def test_rules_load_and_evaluate_without_errors(prometheus: Prometheus) -> None:
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = prometheus.api("/api/v1/rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if not rules or any(r.get("lastEvaluation", "").startswith("0001") for r in rules):
+            return None
+        return rules
+
+    rules = prometheus.poll(evaluated, "every rule to be evaluated once")
+    expected = {
+        r.get("alert") or r.get("record")
+        for g in bundle.alert_rules()["groups"]
+        for r in g["rules"]
+    }
+    assert {r["name"] for r in rules} == expected
+    for rule in rules:
+        assert rule["health"] == "ok", rule
+
+
+def test_a_low_hit_ratio_makes_the_alert_expression_true(
+    prometheus: Prometheus, demos: dict[str, Demo]
+) -> None:
+    (alert,) = [
+        r
+        for g in bundle.alert_rules()["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "HiercacheHitRatioLow"
+    ]
+
+    def cold_matches() -> list[dict[str, Any]] | None:
+        result = prometheus.query(alert["expr"])
+        jobs = {s["metric"]["job"] for s in result}
+        return result if "hiercache-cold" in jobs else None
+
+    result = prometheus.poll(cold_matches, "the hit-ratio alert expression for the cold demo")
+    jobs = {s["metric"]["job"] for s in result}
+    assert "hiercache" not in jobs  # the healthy demo does not match
+    for sample in result:
+        assert float(sample["value"][1]) < 0.5
+
+    # Prometheus evaluates the shipped rule itself: the alert is pending (for: 10m).
+    def pending() -> list[dict[str, Any]] | None:
+        found = prometheus.query('ALERTS{alertname="HiercacheHitRatioLow", job="hiercache-cold"}')
+        return found or None
+
+    (state,) = prometheus.poll(pending, "HiercacheHitRatioLow pending for the cold demo")
+    assert state["metric"]["alertstate"] == "pending"
+    assert state["metric"]["severity"] == "warning"
+    assert not prometheus.query('ALERTS{alertname=~"HiercacheHitRatio.*", job="hiercache"}')
+
+
+def test_stack_script_runs_the_stack_without_docker(tmp_path: Path) -> None:
+    """``scripts/stack.sh``: Redis, Prometheus, Alertmanager and the demo from local binaries."""
+    require_binary("redis-server", "redis-server")
+    require_binary("prometheus", "prometheus")
+    ports = {
+        "REDIS_PORT": free_port(),
+        "PROMETHEUS_PORT": free_port(),
+        "ALERTMANAGER_PORT": free_port(),
+        "DEMO_PORT": free_port(),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CACHE_"))}
+    env.update({k: str(v) for k, v in ports.items()})
+    env.update(
+        STACK_DIR=str(tmp_path / "stack"),
+        PYTHON=sys.executable,
+        DEMO_ARGS="--backend-ms 0 --requests 200",
+    )
+    proc = subprocess.Popen(
+        ["bash", str(REPO / "scripts" / "stack.sh")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_line(proc, "stack is up", "scripts/stack.sh")
+        drain_in_background(proc)
+        prom = Prometheus(f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}", proc)
+
+        def demo_scraped() -> list[dict[str, Any]] | None:
+            return prom.query('hiercache_l2_up{job="hiercache"} == 1') or None
+
+        prom.poll(demo_scraped, "the stack's Prometheus to scrape the demo (connected to Redis)")
+        groups = {g["name"] for g in prom.api("/api/v1/rules")["groups"]}
+        assert groups == {"hiercache.recording", "hiercache.alerts"}
+        managers = prom.api("/api/v1/alertmanagers")["activeAlertmanagers"]
+        assert managers == [{"url": f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}/api/v2/alerts"}]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert proc.returncode == 143
+    log = (tmp_path / "stack" / "prometheus.log").read_text()
+    assert "Server is ready to receive web requests." in log

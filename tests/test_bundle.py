@@ -10,6 +10,7 @@ own ``cache_name`` matcher rule.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -393,3 +394,13 @@ def test_linter_checks_catch_violations() -> None:
     for expr in bad:
         with pytest.raises(AssertionError):
             check_all(selectors(expr), expr)
+
+
+def test_yaml_emitter_special_floats_and_unsupported_types() -> None:
+    loaded = yaml.safe_load(
+        bundle.to_yaml({"inf": float("inf"), "-inf": float("-inf"), "nan": 1.5})
+    )
+    assert loaded == {"inf": float("inf"), "-inf": float("-inf"), "nan": 1.5}
+    assert math.isnan(yaml.safe_load(bundle.to_yaml({"x": float("nan")}))["x"])
+    with pytest.raises(TypeError, match="cannot emit"):
+        bundle.to_yaml({"x": object()})

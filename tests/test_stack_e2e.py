@@ -20,17 +20,20 @@ Prometheus scrapes its demo with the rules loaded and the Alertmanager attached.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hiercache import bundle
 from prom import Prometheus, run_prometheus, substitute
@@ -282,3 +285,55 @@ def test_stack_script_runs_the_stack_without_docker(tmp_path: Path) -> None:
     assert proc.returncode == 143
     log = (tmp_path / "stack" / "prometheus.log").read_text()
     assert "Server is ready to receive web requests." in log
+
+
+def test_demo_with_the_compose_environment_exports_spans_over_otlp(
+    redis_server: RedisServer,
+) -> None:
+    """The demo, configured as in the compose file, sends spans to the collector's OTLP port.
+
+    A loopback HTTP server stands in for the collector (``otel-collector:4318``).
+    """
+    compose = yaml.safe_load((REPO / "docker-compose.observability.yml").read_text())
+    env = demo_env(redis_server.url)
+    env.update(compose["services"]["demo"]["environment"])
+    received: list[tuple[str, int]] = []
+    got_traces = threading.Event()
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            received.append((self.path, len(body)))
+            if self.path == "/v1/traces" and body:
+                got_traces.set()
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
+    env["CACHE_REDIS_URL"] = redis_server.url
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hiercache", "demo", "--forever"),
+            *("--backend-ms", "0", "--metrics-port", str(free_port())),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        drain_in_background(proc)
+        # The batch span processor exports every 5 s; waiting on an external process.
+        assert got_traces.wait(timeout=30), f"no spans received: {received}"
+    finally:
+        stop(proc)
+        server.shutdown()
+    assert all(path == "/v1/traces" for path, _ in received)

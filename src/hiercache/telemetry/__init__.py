@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hiercache.telemetry.instruments import LATENCY_BUCKETS, CacheTelemetry, recording_span_active
+from hiercache.telemetry.instruments import (
+    LATENCY_BUCKETS,
+    SPAN_KEY,
+    CacheTelemetry,
+    current_context,
+    recording_span_active,
+)
 
 if TYPE_CHECKING:
     from hiercache.telemetry.sdk import TelemetryHandle
@@ -22,4 +28,11 @@ def setup(**kwargs: Any) -> TelemetryHandle:
     return _setup(**kwargs)
 
 
-__all__ = ["LATENCY_BUCKETS", "CacheTelemetry", "recording_span_active", "setup"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "SPAN_KEY",
+    "CacheTelemetry",
+    "current_context",
+    "recording_span_active",
+    "setup",
+]

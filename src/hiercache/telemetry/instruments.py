@@ -9,9 +9,10 @@ every operation, L1 hits sampled. Spans are made only inside a recording span (o
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
@@ -42,6 +43,10 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 BACKEND: Final = "backend"
+#: At most this many sampled L1-hit latencies are kept between two collections (a
+#: uniform reservoir); they are recorded into the histogram at collection time, so a
+#: sampled L1 hit costs two clock reads and an append, never an SDK call.
+L1_SAMPLES_PER_COLLECTION: Final = 2048
 #: Span attributes of an operation until a tier answers.
 MISSED: Final[dict[str, AttributeValue]] = {"cache.hit": False, "cache.level": "none"}
 HIT_L1: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L1}
@@ -74,10 +79,12 @@ class _Source:
         name: str,
         stats: CacheStats,
         gauges: Callable[[], dict[str, float]],
+        flush: Callable[[], None],
     ) -> None:
         self.name = name
         self.stats = stats
         self.gauges = gauges
+        self.flush = flush
 
 
 class _Instruments:
@@ -133,7 +140,12 @@ class _Instruments:
         labels = [tuple((_ATTR_NAMES[k], v) for k, v in attrs) for _, attrs in slots]
 
         def observe(options: CallbackOptions) -> Iterator[Observation]:
-            for name, sources in self._live().items():
+            live = self._live()
+            if kind == "hits":  # once per collection: record the L1 latency samples
+                for sources in live.values():
+                    for source in sources:
+                        source.flush()
+            for name, sources in live.items():
                 snaps = [source.stats.snapshot() for source in sources]
                 for (i, _), extra in zip(slots, labels):
                     attrs = {"cache.name": name, **dict(extra)}
@@ -178,8 +190,15 @@ def _recording_span_public() -> bool:
     return trace.get_current_span().is_recording()
 
 
+#: The key of the current span in an OpenTelemetry ``Context`` (a dict).
+SPAN_KEY: Final = _SPAN_CONTEXT_KEY
+current_context: Callable[[], Mapping[str, Any]]
+
 if isinstance(_current_context, ContextVar):  # the default contextvars runtime context
     _context_var: ContextVar[Any] = _current_context
+    #: The current ``Context``: a C call, no Python frame. Hot paths inline the check
+    #: ``(span := current_context().get(SPAN_KEY)) is not None and span.is_recording()``.
+    current_context = _context_var.get
 
     def recording_span_active() -> bool:
         """True when the current context holds a recording span (~60 ns)."""
@@ -187,6 +206,7 @@ if isinstance(_current_context, ContextVar):  # the default contextvars runtime 
         return span is not None and span.is_recording()
 
 else:  # pragma: no cover - a custom runtime context: use the public API
+    current_context = otel_context.get_current
     recording_span_active = _recording_span_public
 
 
@@ -215,8 +235,10 @@ class CacheTelemetry:
         self.sample_every = config.l1_latency_sample_every
         self.name = config.name
         self.tracer = trace.get_tracer(METER_NAME, VERSION)
-        self._source = _Source(config.name, stats, gauges)
+        self._source = _Source(config.name, stats, gauges, self.flush_l1_samples)
         self._attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._l1_samples: list[float] = []
+        self._l1_seen = 0
         if self.enabled:
             self._instruments = _Instruments.for_prefix(config.metrics_prefix)
             self._instruments.sources.add(self._source)
@@ -236,6 +258,26 @@ class CacheTelemetry:
     def record_latency(self, level: str, operation: str, seconds: float) -> None:
         if self.enabled:
             self._instruments.latency.record(seconds, self.latency_attrs(level, operation))
+
+    def sample_l1(self, seconds: float) -> None:
+        """Keep one sampled L1-hit latency until the next collection (reservoir of
+        ``L1_SAMPLES_PER_COLLECTION``, uniform over the interval)."""
+        self._l1_seen += 1
+        samples = self._l1_samples
+        if len(samples) < L1_SAMPLES_PER_COLLECTION:
+            samples.append(seconds)
+        else:
+            slot = random.randrange(self._l1_seen)
+            if slot < L1_SAMPLES_PER_COLLECTION:
+                samples[slot] = seconds
+
+    def flush_l1_samples(self) -> None:
+        """Record the kept L1 samples into the latency histogram (at collection time)."""
+        samples, self._l1_samples, self._l1_seen = self._l1_samples, [], 0
+        if samples and self.enabled:
+            record, attrs = self._instruments.latency.record, self.latency_attrs(S.L1, "get")
+            for seconds in samples:
+                record(seconds, attrs)
 
     # -- spans -----------------------------------------------------------------------
     def tracing(self) -> bool:

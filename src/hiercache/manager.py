@@ -26,7 +26,7 @@ from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.singleflight import AsyncSingleFlight
 from hiercache.stats import CacheStats
-from hiercache.telemetry import CacheTelemetry, recording_span_active
+from hiercache.telemetry import SPAN_KEY, CacheTelemetry, current_context, recording_span_active
 from hiercache.telemetry.instruments import HIT_L1, HIT_L2, MISSED
 from hiercache.write_behind import WriteBehindQueue
 
@@ -101,8 +101,9 @@ class HierarchicalCacheManager:
         self.telemetry = CacheTelemetry(config, self.stats, self._gauges)
         self._telemetry_on = config.telemetry_enabled
         self._trace_all = self.telemetry.trace_all
-        self._sample_every = config.l1_latency_sample_every
-        self._tick = 0
+        # Every get is observed (and traced) under trace_all; else every Nth is timed.
+        self._sample_every = 1 if self._trace_all else config.l1_latency_sample_every
+        self._tick = self._sample_every
         self.l1 = MemoryTier(
             config.l1_max_size,
             max_bytes=config.l1_max_bytes,
@@ -187,8 +188,13 @@ class HierarchicalCacheManager:
     async def get(self, key: str, default: Any = None) -> Any:
         """The cached value, or ``default`` (None) on a miss. Pass ``MISS`` to tell them apart."""
         if self._telemetry_on:
-            self._tick += 1
-            if self._tick >= self._sample_every or self._trace_all or recording_span_active():
+            # Hot path: a countdown and one context lookup; no SDK call (see telemetry).
+            tick = self._tick = self._tick - 1
+            if tick <= 0 or (
+                (ctx := current_context())  # an empty context holds no span
+                and (span := ctx.get(SPAN_KEY)) is not None
+                and span.is_recording()
+            ):
                 return await self._get_observed(key, default)
         entry = self.l1.get(key)
         if entry is not None:
@@ -197,14 +203,14 @@ class HierarchicalCacheManager:
         return await self._get_below_l1(key, default, "get")
 
     async def _get_observed(self, key: str, default: Any) -> Any:
-        """``get`` with its L1 latency measured, inside a span when tracing."""
-        self._tick = 0
+        """``get`` with its L1 latency sampled, or inside a span when tracing."""
         if not self.telemetry.tracing():
+            self._tick = self._sample_every
             started = time.perf_counter()
             entry = self.l1.get(key)
             if entry is not None:
                 self._row.c[S.L1_HIT_GET] += 1
-                self.telemetry.record_latency(S.L1, "get", time.perf_counter() - started)
+                self.telemetry.sample_l1(time.perf_counter() - started)
                 return entry.value
             return await self._get_below_l1(key, default, "get")
         with self.telemetry.span("hiercache.get", key, attributes=MISSED) as span:

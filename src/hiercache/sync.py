@@ -16,7 +16,7 @@ from hiercache.manager import _NULL, MISS, check_key
 from hiercache.memory import EvictionReason
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.singleflight import ThreadSingleFlight
-from hiercache.telemetry import recording_span_active
+from hiercache.telemetry import SPAN_KEY, current_context, recording_span_active
 from hiercache.telemetry.instruments import HIT_L1, HIT_L2, MISSED
 
 if TYPE_CHECKING:
@@ -64,8 +64,12 @@ class SyncCache:
     def get(self, key: str, default: Any = None) -> Any:
         m = self.manager
         if m._telemetry_on:
-            m._tick += 1
-            if m._tick >= m._sample_every or m._trace_all or recording_span_active():
+            tick = m._tick = m._tick - 1
+            if tick <= 0 or (
+                (ctx := current_context())  # an empty context holds no span
+                and (span := ctx.get(SPAN_KEY)) is not None
+                and span.is_recording()
+            ):
                 return self._get_observed(key, default)
         entry = m.l1.get(key)
         if entry is not None:
@@ -75,13 +79,13 @@ class SyncCache:
 
     def _get_observed(self, key: str, default: Any) -> Any:
         m = self.manager
-        m._tick = 0
         if not m.telemetry.tracing():
+            m._tick = m._sample_every
             started = time.perf_counter()
             entry = m.l1.get(key)
             if entry is not None:
                 m._row.c[S.L1_HIT_GET] += 1
-                m.telemetry.record_latency(S.L1, "get", time.perf_counter() - started)
+                m.telemetry.sample_l1(time.perf_counter() - started)
                 return entry.value
             return self._get_below_l1(key, default)
         with m.telemetry.span("hiercache.get", key, attributes=MISSED) as span:

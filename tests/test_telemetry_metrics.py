@@ -327,3 +327,27 @@ def test_library_never_imports_the_sdk() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["attempts []", "api True True", "sdk []"]
+
+
+async def test_l1_latency_is_sampled_and_recorded_at_collection() -> None:
+    """Every Nth L1 hit is timed; samples wait in a bounded reservoir until collection."""
+    from hiercache.telemetry.instruments import L1_SAMPLES_PER_COLLECTION
+
+    otel = install()
+    name = unique_name("sampled")
+    m = HierarchicalCacheManager(
+        CacheConfig(name=name, l2_backend="none", l1_latency_sample_every=4)
+    )
+    await m.set("k", 1)
+    for _ in range(400):
+        await m.get("k")
+    assert len(m.telemetry._l1_samples) == 100  # kept, not yet recorded
+    assert otel.values(name, f"{P}.latency") == {level("l1_memory", cache_operation="get"): 100}
+    assert m.telemetry._l1_samples == []  # the collection recorded them
+    for _ in range(4 * (L1_SAMPLES_PER_COLLECTION + 500)):
+        m.sync.get("k")
+    assert len(m.telemetry._l1_samples) == L1_SAMPLES_PER_COLLECTION
+    latency = otel.values(name, f"{P}.latency")
+    assert latency == {level("l1_memory", cache_operation="get"): 100 + L1_SAMPLES_PER_COLLECTION}
+    hits = otel.values(name, f"{P}.hits")[level("l1_memory", cache_operation="get")]
+    assert hits == 400 + 4 * (L1_SAMPLES_PER_COLLECTION + 500)  # counts are never sampled

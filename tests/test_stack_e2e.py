@@ -1,6 +1,6 @@
 """End to end: a real Prometheus scraping real hiercache workloads, with the shipped rules.
 
-Two ``hiercache demo --forever`` processes run against the real Redis fixture and serve
+Two ``hiercache demo --forever`` processes run against a real ``redis-server`` and serve
 ``/metrics`` on loopback: a healthy one (job ``hiercache``, the demo's default Zipf workload) and
 a cold one (job ``hiercache-cold``: a million distinct prompts, uniform, so nearly every request
 misses). The Debian ``prometheus`` binary scrapes both every second and evaluates
@@ -27,6 +27,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,14 @@ import yaml
 
 from hiercache import bundle
 from prom import Prometheus, run_prometheus, substitute
-from servers import RedisServer, drain_in_background, free_port, require_binary, wait_for_line
+from servers import (
+    RedisServer,
+    drain_in_background,
+    free_port,
+    require_binary,
+    run_redis,
+    wait_for_line,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_INTERVAL = "10s"
@@ -74,9 +83,19 @@ def start_demo(job: str, redis_url: str, *args: str) -> Demo:
         env=demo_env(redis_url),
         cwd=REPO,
     )
-    wait_for_line(proc, "round 1:", f"hiercache demo ({job})")
     drain_in_background(proc)
-    return Demo(job, port, proc)
+    deadline = time.monotonic() + 30
+    while True:  # bounded wait for the demo's /metrics endpoint to answer
+        if proc.poll() is not None:
+            raise RuntimeError(f"hiercache demo ({job}) exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2):
+                return Demo(job, port, proc)
+        except OSError:
+            if time.monotonic() > deadline:
+                stop(proc)
+                raise
+            time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -90,13 +109,19 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def demos(redis_server: RedisServer) -> Iterator[dict[str, Demo]]:
+def redis_for_demos() -> Iterator[RedisServer]:
+    """A Redis of this module's own: no other test flushes or stops it under the demos."""
+    with run_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def demos(redis_for_demos: RedisServer) -> Iterator[dict[str, Demo]]:
+    url = redis_for_demos.url
     started: list[Demo] = []
     try:
-        started.append(start_demo("hiercache", redis_server.url))
-        started.append(
-            start_demo("hiercache-cold", redis_server.url, "--prompts", "1000000", "--zipf", "0")
-        )
+        started.append(start_demo("hiercache", url))
+        started.append(start_demo("hiercache-cold", url, "--prompts", "1000000", "--zipf", "0"))
         yield {d.job: d for d in started}
     finally:
         for demo in started:
@@ -288,14 +313,14 @@ def test_stack_script_runs_the_stack_without_docker(tmp_path: Path) -> None:
 
 
 def test_demo_with_the_compose_environment_exports_spans_over_otlp(
-    redis_server: RedisServer,
+    redis_for_demos: RedisServer,
 ) -> None:
     """The demo, configured as in the compose file, sends spans to the collector's OTLP port.
 
     A loopback HTTP server stands in for the collector (``otel-collector:4318``).
     """
     compose = yaml.safe_load((REPO / "docker-compose.observability.yml").read_text())
-    env = demo_env(redis_server.url)
+    env = demo_env(redis_for_demos.url)
     env.update(compose["services"]["demo"]["environment"])
     received: list[tuple[str, int]] = []
     got_traces = threading.Event()
@@ -317,7 +342,7 @@ def test_demo_with_the_compose_environment_exports_spans_over_otlp(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
-    env["CACHE_REDIS_URL"] = redis_server.url
+    env["CACHE_REDIS_URL"] = redis_for_demos.url
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "hiercache", "demo", "--forever"),

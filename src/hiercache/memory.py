@@ -104,9 +104,14 @@ class MemoryTier:
         size += ENTRY_OVERHEAD_BYTES
         with self._lock:
             self._drain_reads()
-            if key in self._data:
-                self._drop(key)
+            # An overwrite is not an eviction, and the policy keeps the key's place/history
+            # (record_insert of a known key), so it is not told of a removal here.
+            replaced = self._data.pop(key, None)
+            if replaced is not None:
+                self._bytes -= replaced.size
             if self.max_bytes is not None and size > self.max_bytes:
+                if replaced is not None:
+                    self._policy.record_remove(key)
                 return False
             now = self.clock()
             entry = Entry(value, now + ttl_seconds, size)
@@ -150,7 +155,8 @@ class MemoryTier:
         while heap and heap[0][0] <= now:
             _, ident, key = heapq.heappop(heap)
             entry = self._data.get(key)
-            if entry is not None and id(entry) == ident:
+            # id() of a replaced entry can be reused by its successor: check the expiry too.
+            if entry is not None and id(entry) == ident and entry.expires_at <= now:
                 self._remove(key, EvictionReason.EXPIRED)
         if len(heap) > 2 * len(self._data) + 64:
             self._expiry = [(e.expires_at, id(e), k) for k, e in self._data.items()]

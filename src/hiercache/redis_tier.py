@@ -114,12 +114,22 @@ class RedisCacheBackend:
         }
         if c.l2_backend is L2Backend.EMBEDDED:
             return self._make_embedded(cls)
+        # A burst of more callers than max_connections waits (up to the operation timeout)
+        # for a pooled connection; the default pool fails them with "Too many connections",
+        # which would count as an outage and mark L2 unavailable.
+        aio = cls is redis.asyncio.Redis
+        pool_cls = redis.asyncio.BlockingConnectionPool if aio else redis.BlockingConnectionPool
+        common["timeout"] = c.l2_operation_timeout_seconds
         if c.redis_url is not None:
-            return cls.from_url(c.redis_url.get_secret_value(), **common)
+            return cls.from_pool(pool_cls.from_url(c.redis_url.get_secret_value(), **common))
         password = c.redis_password.get_secret_value() if c.redis_password else None
-        return cls(
-            host=c.redis_host, port=c.redis_port, db=c.redis_db, password=password,
-            ssl=c.redis_ssl, **common,
+        conn_mod: Any = redis.asyncio.connection if aio else redis.connection
+        conn_cls = conn_mod.SSLConnection if c.redis_ssl else conn_mod.Connection
+        return cls.from_pool(
+            pool_cls(
+                host=c.redis_host, port=c.redis_port, db=c.redis_db, password=password,
+                connection_class=conn_cls, **common,
+            )
         )  # fmt: skip
 
     def _make_embedded(self, cls: Any) -> Any:

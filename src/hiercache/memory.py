@@ -114,17 +114,27 @@ class MemoryTier:
                     self._policy.record_remove(key)
                 return False
             now = self.clock()
+            self._purge_expired(now)
+            # Make room before inserting, so a new key is never its own victim (an LFU
+            # newcomer would always be the least used).
+            while self._data and self._over(size, extra=1):
+                victim = self._policy.victim()
+                if victim in self._data:
+                    self._remove(victim, EvictionReason.SIZE)
+                else:  # the key being overwritten: the policy forgets it, re-learns below
+                    self._policy.record_remove(victim)
             entry = Entry(value, now + ttl_seconds, size)
             self._data[key] = entry
             self._bytes += size
             self._policy.record_insert(key, entry.expires_at)
             heapq.heappush(self._expiry, (entry.expires_at, id(entry), key))
-            self._purge_expired(now)
-            while len(self._data) > self.max_entries or (
-                self.max_bytes is not None and self._bytes > self.max_bytes
-            ):
-                self._remove(self._policy.victim(), EvictionReason.SIZE)
-            return key in self._data
+            return True
+
+    def _over(self, size: int, extra: int) -> bool:
+        """Would ``extra`` more entries of ``size`` bytes exceed a bound?"""
+        if len(self._data) + extra > self.max_entries:
+            return True
+        return self.max_bytes is not None and self._bytes + size > self.max_bytes
 
     def remaining_ttl(self, entry: Entry) -> float:
         return entry.expires_at - self.clock()

@@ -169,10 +169,10 @@ class _FrequencySketch:
 class AdaptivePolicy:
     """W-TinyLFU-style: a small LRU admission window in front of a segmented-LRU main area.
 
-    A key leaving the window becomes a candidate for the main area. When the cache is full
-    the candidate competes with the main area's victim, and the frequency sketch decides:
+    New keys enter the window. When the cache is full, the window's oldest key (the
+    candidate) competes with the main area's victim, and a frequency sketch decides:
     a one-off scan cannot flush a hot working set, while a recency burst still lands in
-    the window.
+    the window. While the cache is not full, window overflow moves to the main area freely.
     """
 
     def __init__(self, capacity: int, window_fraction: float = 0.01) -> None:
@@ -181,7 +181,6 @@ class AdaptivePolicy:
         self._window: OrderedDict[str, None] = OrderedDict()
         self._probation: OrderedDict[str, None] = OrderedDict()
         self._protected: OrderedDict[str, None] = OrderedDict()
-        self._candidate: str | None = None
         self._sketch = _FrequencySketch(capacity)
 
     def record_insert(self, key: str, expires_at: float) -> None:
@@ -191,9 +190,8 @@ class AdaptivePolicy:
         self._sketch.increment(key)
         self._window[key] = None
         if len(self._window) > self._window_cap:
-            candidate, _ = self._window.popitem(last=False)
-            self._probation[candidate] = None
-            self._candidate = candidate
+            moved, _ = self._window.popitem(last=False)
+            self._probation[moved] = None
 
     def record_access(self, key: str) -> None:
         self._sketch.increment(key)
@@ -209,21 +207,20 @@ class AdaptivePolicy:
             self._protected.move_to_end(key)
 
     def record_remove(self, key: str) -> None:
-        if key == self._candidate:
-            self._candidate = None
         for segment in (self._window, self._probation, self._protected):
             if segment.pop(key, 0) is None:
                 return
 
     def victim(self) -> str:
-        candidate, self._candidate = self._candidate, None
-        if candidate is not None and candidate in self._probation:
-            incumbent = next(iter(self._probation))
-            if incumbent != candidate:
-                # Admit the candidate only if it is used more often than the incumbent.
-                if self._sketch.frequency(candidate) > self._sketch.frequency(incumbent):
-                    return incumbent
-                return candidate
+        main = self._probation or self._protected
+        if len(self._window) >= self._window_cap and main:
+            # The next insert overflows the window: its oldest key competes for main.
+            candidate, incumbent = next(iter(self._window)), next(iter(main))
+            if self._sketch.frequency(candidate) > self._sketch.frequency(incumbent):
+                del self._window[candidate]
+                self._probation[candidate] = None
+                return incumbent
+            return candidate
         for segment in (self._probation, self._protected, self._window):
             if segment:
                 return next(iter(segment))

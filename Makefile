@@ -42,5 +42,10 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/l1_latency.py
 	$(PY) benchmarks/telemetry_overhead.py
 
+# The observability stack without Docker: redis-server, prometheus, alertmanager and the demo
+# from local binaries, with the compose stack's configuration files.
+stack: $(VENV)/.installed system-deps
+	PYTHON=$(PY) bash scripts/stack.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -79,19 +78,24 @@ def run_redis(password: str | None = None) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="hiercache-redis-") as workdir:
         args = [
             binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", workdir,
-            "--logfile", "",
-            "--loglevel", "notice",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--logfile",
+            "",
+            "--loglevel",
+            "notice",
         ]
         if password:
             args += ["--requirepass", password]
-        proc = subprocess.Popen(  # noqa: S603
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             wait_for_line(proc, "Ready to accept connections", "redis-server")
             drain_in_background(proc)
@@ -103,6 +107,10 @@ def run_redis(password: str | None = None) -> Iterator[RedisServer]:
 
 
 __all__ = [
-    "Path",
+    "RedisServer",
     "drain_in_background",
-    "RedisServer", "free_port", "require_binary", "run_redis", "wait_for_line"]
+    "free_port",
+    "require_binary",
+    "run_redis",
+    "wait_for_line",
+]

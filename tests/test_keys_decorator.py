@@ -530,7 +530,11 @@ async def test_uses_process_wide_manager_by_default(monkeypatch: pytest.MonkeyPa
 # -- single-flight -----------------------------------------------------------------
 async def test_thousand_concurrent_calls_one_backend_call(redis_url: str) -> None:
     n = 1000
-    manager = HierarchicalCacheManager(CacheConfig(redis_url=redis_url, telemetry_enabled=False))
+    # 1000 callers share redis_max_connections (64) connections: they queue for one, for
+    # at most the operation timeout (generous here, so a loaded CI box does not time out).
+    manager = HierarchicalCacheManager(
+        CacheConfig(redis_url=redis_url, telemetry_enabled=False, l2_operation_timeout_seconds=5)
+    )
     entered = 0
     all_in = asyncio.Event()
     real_do = manager._flight.do

@@ -88,7 +88,10 @@ class MemoryTier:
         # Lock-free read: dict lookups are atomic and entries are never mutated. The access
         # is buffered (a lossy ring, as Caffeine does) and replayed into the policy under
         # the lock by the next write, so a hit never waits for a writer.
-        entry = self._data.get(key)
+        try:
+            entry = self._data.get(key)
+        except TypeError:  # unhashable: never stored; the caller's key check names it
+            return None
         if entry is None:
             return None
         if entry.expires_at <= self.clock():

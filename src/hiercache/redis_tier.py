@@ -69,6 +69,8 @@ def _server_address(config: CacheConfig) -> tuple[str, int | None]:
 def error_type(exc: BaseException) -> str:
     if isinstance(exc, (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)):
         return "timeout"
+    if isinstance(exc, RedisConnectionError) and "No connection available" in str(exc):
+        return "timeout"  # waited the operation timeout for a pooled connection: not an outage
     if isinstance(exc, (RedisConnectionError, ConnectionError, OSError)):
         return "connection"
     return "other"

@@ -126,6 +126,7 @@ class HierarchicalCacheManager:
         self._flight = AsyncSingleFlight()
         self._warmers: list[tuple[Any, Callable[[str], Any]]] = []
         self._warming_task: asyncio.Task[None] | None = None
+        self._warming_stopped = False
         from hiercache.sync import SyncCache
 
         self.sync = SyncCache(self)
@@ -157,6 +158,9 @@ class HierarchicalCacheManager:
     async def close(self) -> None:
         """Flush pending write-behind writes, stop warming, close connections."""
         if self._warming_task is not None:
+            # The flag ends the loop even if the cancellation is swallowed on the way
+            # (redis-py's asyncio client can lose one that lands mid-command).
+            self._warming_stopped = True
             self._warming_task.cancel()
             await asyncio.gather(self._warming_task, return_exceptions=True)
             self._warming_task = None
@@ -510,17 +514,21 @@ class HierarchicalCacheManager:
 
     def _start_warming(self) -> None:
         if self.config.warming_enabled and self._warmers and self._warming_task is None:
+            self._warming_stopped = False
             self._warming_task = asyncio.get_running_loop().create_task(self._warm_forever())
 
     async def _warm_forever(self) -> None:
-        while True:
+        while not self._warming_stopped:
             for keys, operation in list(self._warmers):
+                if self._warming_stopped:
+                    return
                 try:
                     chosen = await resolve(keys()) if callable(keys) else keys
                     await self.warm_cache(chosen, operation)
                 except Exception:
                     log.exception("hiercache: background warmer failed")
-            await asyncio.sleep(self.config.warming_interval_seconds)
+            if not self._warming_stopped:
+                await asyncio.sleep(self.config.warming_interval_seconds)
 
     # -- statistics ------------------------------------------------------------------
     def _on_l1_evict(self, key: str, reason: EvictionReason) -> None:

@@ -273,8 +273,8 @@ class HierarchicalCacheManager:
     def _get_many_l1(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         found: dict[str, Any] = {}
         missing: list[str] = []
-        for key in dict.fromkeys(keys):
-            entry = self.l1.get(check_key(key))
+        for key in dict.fromkeys(map(check_key, keys)):  # checked first: unhashable keys
+            entry = self.l1.get(key)
             if entry is None:
                 missing.append(key)
             else:

@@ -333,6 +333,8 @@ class HierarchicalCacheManager:
         wb = self.write_behind
         direct = rows if wb is None else [r for r in rows if not wb.submit_set(*r)]
         if direct:
+            if wb is not None:  # queue full: older queued writes must land first
+                await asyncio.to_thread(wb.flush)
             await l2.run(l2.op_set_many(direct))
 
     async def delete(self, key: str) -> bool:
@@ -348,7 +350,8 @@ class HierarchicalCacheManager:
             return in_l1 or removed > 0
 
     async def _flush_write_behind(self) -> None:
-        if self.write_behind is not None and self.write_behind.depth:
+        # unsent, not depth: a batch taken off the queue may still be on its way
+        if self.write_behind is not None and self.write_behind.unsent:
             await asyncio.to_thread(self.write_behind.flush)
 
     async def flush(self) -> None:

@@ -147,6 +147,8 @@ class SyncCache:
         wb = self.manager.write_behind
         direct = rows if wb is None else [r for r in rows if not wb.submit_set(*r)]
         if direct:
+            if wb is not None:  # queue full: older queued writes must land first
+                wb.flush()
             l2.run_sync(l2.op_set_many(direct))
 
     def delete(self, key: str) -> bool:

@@ -29,11 +29,22 @@ class WriteBehindQueue:
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._unsent = 0  # accepted but not yet sent: queued or in the batch being sent
+        self._unsent_lock = threading.Lock()
         self.dropped = 0
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def unsent(self) -> int:
+        """Writes accepted and not yet sent, including the batch on its way to Redis."""
+        return self._unsent
+
+    def _count(self, n: int) -> None:
+        with self._unsent_lock:
+            self._unsent += n
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -49,9 +60,11 @@ class WriteBehindQueue:
     def submit_set(self, key: str, payload: bytes, ttl_seconds: float) -> bool:
         """Queue a write; False when the queue is full (the caller then writes directly)."""
         self._ensure_thread()
+        self._count(1)
         try:
             self._queue.put_nowait((_SET, key, payload, ttl_seconds))
         except queue.Full:
+            self._count(-1)
             return False
         return True
 
@@ -83,7 +96,10 @@ class WriteBehindQueue:
                     break
             writes = [item for item in batch if item[0] == _SET]
             if writes:
-                self._send(writes)
+                try:
+                    self._send(writes)
+                finally:
+                    self._count(-len(writes))
             for item in batch:
                 if item[0] == _BARRIER:
                     item[1].set()

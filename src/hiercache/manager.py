@@ -122,6 +122,7 @@ class HierarchicalCacheManager:
                     self.l2, config.write_behind_queue_size, config.write_behind_batch_size
                 )
         self._l2_live = False  # set by initialize(): L2 answered a ping
+        self._l2_down_reported = False
         self._initialized = False
         self._flight = AsyncSingleFlight()
         self._warmers: list[tuple[Any, Callable[[str], Any]]] = []
@@ -148,7 +149,9 @@ class HierarchicalCacheManager:
         self._start_warming()
 
     def _report_l2_start(self) -> None:
-        if self.l2 is not None and not self._l2_live:
+        # Once per manager: the async and the sync API each probe L2 on first use.
+        if self.l2 is not None and not self._l2_live and not self._l2_down_reported:
+            self._l2_down_reported = True
             log.warning(
                 "hiercache: Redis not available at %s; running L1-only (cache %r)",
                 self.config.redis_target,

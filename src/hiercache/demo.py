@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import os
 import random
+import signal
 import statistics
 import time
 from collections.abc import Sequence
@@ -163,9 +164,13 @@ async def main_async(args: argparse.Namespace) -> int:
             prometheus_port=args.metrics_port,
         )
     rng = random.Random(args.seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # `docker stop` / Ctrl-C: finish the round
+        loop.add_signal_handler(sig, stop.set)
     async with HierarchicalCacheManager(demo_config(args.l1_size)) as cache:
         rounds = 0
-        while True:
+        while not stop.is_set():
             tally = await run_workload(
                 cache,
                 requests=args.requests,
@@ -185,6 +190,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"backend calls {stats['loads']['success']}",
                 flush=True,
             )
+    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -72,9 +72,9 @@ class RedisServer:
 
 
 @contextmanager
-def run_redis(password: str | None = None) -> Iterator[RedisServer]:
+def run_redis(password: str | None = None, port: int | None = None) -> Iterator[RedisServer]:
     binary = require_binary("redis-server", "redis-server")
-    port = free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="hiercache-redis-") as workdir:
         args = [
             binary,

@@ -16,6 +16,14 @@ from servers import free_port, run_redis
 PASSWORD = "pw-S3cr3t-9b1f7e"
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def warnings_about_redis(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -82,7 +90,8 @@ async def test_unreachable_at_start_runs_l1_only_with_one_warning(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="hiercache")
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    m = HierarchicalCacheManager(CacheConfig(redis_url=url, l2_connect_timeout_seconds=0.5))
+    config = CacheConfig(redis_url=url, l2_connect_timeout_seconds=0.5)
+    m = HierarchicalCacheManager(config, clock=FakeClock())  # no retry interval passes
     try:
         assert await exercise_async(m) == EXPECTED_L1_ONLY
         # the sync API on the same manager neither raises nor warns again
@@ -94,8 +103,8 @@ async def test_unreachable_at_start_runs_l1_only_with_one_warning(
         assert m.sync.invalidate_pattern("*") == 0
         s = await m.get_statistics()
         assert s["l2_redis"]["available"] is False
-        # one start-up ping per API (async, then sync); no call after it tries L2
-        assert s["l2_redis"]["errors"]["connection"] == 2
+        # one start-up ping, shared by both APIs; no call after it tries L2
+        assert s["l2_redis"]["errors"]["connection"] == 1
         assert s["l2_redis"]["backend"] == url
     finally:
         await m.close()
@@ -235,3 +244,42 @@ async def test_wrong_password_runs_l1_only_without_leaking_it(
     assert len(warnings_about_redis(caplog)) == 1
     assert PASSWORD not in caplog.text
     assert "the-real-one-7c2d" not in caplog.text
+
+
+@pytest.mark.parametrize("api", ["async", "sync"])
+async def test_redis_that_comes_back_is_used_again_after_the_retry_interval(
+    api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="hiercache")
+    port = free_port()
+    clock = FakeClock()
+    config = CacheConfig(
+        redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False, l2_retry_interval_seconds=5
+    )
+    m = HierarchicalCacheManager(config, clock=clock)
+
+    async def put(key: str) -> None:
+        if api == "async":
+            await m.set(key, key)
+        else:
+            m.sync.set(key, key)
+
+    try:
+        await put("before")  # Redis is down: L1 only
+        with run_redis(port=port) as server:
+            raw = redis.Redis.from_url(server.url)
+            await put("too-soon")  # up, but the retry interval has not passed: not probed
+            assert raw.exists("hiercache:too-soon") == 0
+            clock.now += 5
+            await put("after")  # probed, live again: written through to Redis
+            assert raw.exists("hiercache:after") == 1
+            s = await m.get_statistics()
+            assert s["l2_redis"]["available"] is True
+            assert s["l2_redis"]["errors"]["connection"] == 1  # the start-up ping only
+            raw.close()
+        messages = warnings_about_redis(caplog)
+        assert len(messages) == 2
+        assert "not available" in messages[0]
+        assert "available again" in messages[1]
+    finally:
+        await m.close()

@@ -121,8 +121,10 @@ class HierarchicalCacheManager:
                 self.write_behind = WriteBehindQueue(
                     self.l2, config.write_behind_queue_size, config.write_behind_batch_size
                 )
-        self._l2_live = False  # set by initialize(): L2 answered a ping
+        self._l2_live = False  # L2 answered a ping; until then, L1-only
         self._l2_down_reported = False
+        self._clock = clock
+        self._next_probe = 0.0
         self._initialized = False
         self._flight = AsyncSingleFlight()
         self._warmers: list[tuple[Any, Callable[[str], Any]]] = []
@@ -143,20 +145,34 @@ class HierarchicalCacheManager:
         if self._initialized:
             return
         self._initialized = True
-        if self.l2 is not None:
-            self._l2_live = await self.l2.run(self.l2.op_ping())
-            self._report_l2_start()
+        if self.l2 is not None and self._probe_due():
+            self._probed(await self.l2.run(self.l2.op_ping()))
         self._start_warming()
 
-    def _report_l2_start(self) -> None:
-        # Once per manager: the async and the sync API each probe L2 on first use.
-        if self.l2 is not None and not self._l2_live and not self._l2_down_reported:
+    def _probe_due(self) -> bool:
+        """Whether to ping an L2 that is not live: at start, then every retry interval."""
+        now = self._clock()
+        if self._l2_live or now < self._next_probe:
+            return False
+        self._next_probe = now + self.config.l2_retry_interval_seconds
+        return True
+
+    def _probed(self, ok: bool) -> None:
+        """Record a ping's answer: one warning when L2 is down, one note when it is back."""
+        self._l2_live = ok
+        target, name = self.config.redis_target, self.config.name
+        if not ok and not self._l2_down_reported:
             self._l2_down_reported = True
             log.warning(
-                "hiercache: Redis not available at %s; running L1-only (cache %r)",
-                self.config.redis_target,
-                self.config.name,
+                "hiercache: Redis not available at %s; running L1-only (cache %r), "
+                "retrying every %gs",
+                target,
+                name,
+                self.config.l2_retry_interval_seconds,
             )
+        elif ok and self._l2_down_reported:
+            self._l2_down_reported = False
+            log.warning("hiercache: Redis at %s is available again (cache %r)", target, name)
 
     async def close(self) -> None:
         """Flush pending write-behind writes, stop warming, close connections."""
@@ -189,6 +205,8 @@ class HierarchicalCacheManager:
     async def _live_l2(self) -> RedisCacheBackend | None:
         if not self._initialized:
             await self.initialize()
+        elif self.l2 is not None and self._probe_due():
+            self._probed(await self.l2.run(self.l2.op_ping()))
         return self.l2 if self._l2_live else None
 
     # -- reading ---------------------------------------------------------------------
@@ -543,13 +561,18 @@ class HierarchicalCacheManager:
             "hiercache.eviction", **{"cache.level": S.L1, "cache.eviction.reason": reason.value}
         )
 
+    def _l2_up(self) -> bool:
+        return self._l2_live and self.l2 is not None and self.l2.available
+
     def _gauges(self) -> dict[str, float]:
-        return {
+        gauges: dict[str, float] = {
             f"entries|{S.L1}": len(self.l1),
             f"size|{S.L1}": self.l1.size_bytes,
             "write_behind.queue_depth": self.write_behind.depth if self.write_behind else 0,
-            "l2.up": 1 if self._l2_live and self.l2 is not None and self.l2.available else 0,
         }
+        if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
+            gauges["l2.up"] = 1 if self._l2_up() else 0
+        return gauges
 
     def statistics(self) -> dict[str, Any]:
         """Counts and ratios since start (see ``get_statistics``)."""
@@ -593,7 +616,7 @@ class HierarchicalCacheManager:
                 "hits": l2_hits,
                 "misses": misses,
                 "hit_ratio": ratio(l2_hits, l2_hits + misses),
-                "available": bool(self._gauges()["l2.up"]),
+                "available": self._l2_up(),
                 "backend": self.config.redis_target,
                 "errors": {t: total("l2_errors", error_type=t) for t in S.L2_ERROR_TYPES},
                 "evictions": evictions[S.L2],

@@ -91,6 +91,7 @@ class CacheConfig(BaseSettings):
     l2_ttl_seconds: float = Field(3600, gt=0)
     l2_connect_timeout_seconds: float = Field(1.0, gt=0)
     l2_operation_timeout_seconds: float = Field(0.5, gt=0)
+    l2_retry_interval_seconds: float = Field(5.0, gt=0)
 
     # Encoding
     compression_enabled: bool = True

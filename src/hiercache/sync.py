@@ -41,9 +41,8 @@ class SyncCache:
         if self._initialized:
             return
         self._initialized = True
-        if m.l2 is not None and not m._l2_live:
-            m._l2_live = m.l2.run_sync(m.l2.op_ping())
-            m._report_l2_start()
+        if m.l2 is not None and m._probe_due():
+            m._probed(m.l2.run_sync(m.l2.op_ping()))
 
     def close(self) -> None:
         """Flush write-behind and close the sync connections."""
@@ -55,9 +54,11 @@ class SyncCache:
         self._initialized = False
 
     def _live_l2(self) -> RedisCacheBackend | None:
+        m = self.manager
         if not self._initialized:
             self.initialize()
-        m = self.manager
+        elif m.l2 is not None and m._probe_due():
+            m._probed(m.l2.run_sync(m.l2.op_ping()))
         return m.l2 if m._l2_live else None
 
     # -- reading ---------------------------------------------------------------------

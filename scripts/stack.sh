@@ -2,7 +2,7 @@
 # The observability stack without Docker: Redis, Prometheus and Alertmanager from local
 # binaries, with the same configuration files as docker-compose.observability.yml, plus the
 # hiercache demo serving /metrics. Grafana is not started: import dashboards/*.json into any
-# Grafana (see docs/observability.md).
+# Grafana (see the README's "Observability stack" section).
 #
 #   scripts/stack.sh            # or: make stack
 #

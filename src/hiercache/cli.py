@@ -22,13 +22,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     bundle_parser.add_argument("--prefix", default="hiercache")
     bundle_parser.add_argument("--out", type=Path, required=True)
+    bundle_parser.add_argument(
+        "--runbook",
+        default=None,
+        help="base URL of the runbook for the alerts' runbook_url (default docs/runbooks.md)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.main(args)
     from hiercache.bundle import write_bundle
 
-    for path in write_bundle(args.out, prefix=args.prefix):
+    extra = {"runbook": args.runbook} if args.runbook else {}
+    for path in write_bundle(args.out, prefix=args.prefix, **extra):
         print(path)
     return 0
 

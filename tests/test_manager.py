@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis
 
+from fakes import FakeClock
 from hiercache import (
     MISS,
     CacheConfig,
@@ -21,17 +22,6 @@ from hiercache import (
 from hiercache.memory import ENTRY_OVERHEAD_BYTES
 
 PREFIX = "hiercache:"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def config(url: str, **overrides: Any) -> CacheConfig:

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from fakes import FakeClock
 from hiercache import CacheStrategy, EvictionReason
 from hiercache.memory import ENTRY_OVERHEAD_BYTES, MemoryTier
 from hiercache.policies import (
@@ -18,17 +19,6 @@ from hiercache.policies import (
 )
 
 TTL = 1000.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Recorder:

@@ -10,18 +10,11 @@ from typing import Any
 import pytest
 import redis
 
+from fakes import FakeClock
 from hiercache import MISS, CacheConfig, HierarchicalCacheManager, cache_operation
 from servers import free_port, run_redis
 
 PASSWORD = "pw-S3cr3t-9b1f7e"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def warnings_about_redis(caplog: pytest.LogCaptureFixture) -> list[str]:

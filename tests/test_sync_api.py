@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from fakes import FakeClock
 from hiercache import (
     MISS,
     CacheConfig,
@@ -21,14 +22,6 @@ from hiercache import (
 )
 
 PREFIX = "hiercache:"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(url: str, **overrides: Any) -> CacheConfig:
@@ -79,7 +72,7 @@ def test_sync_api_needs_no_event_loop(redis_url: str, raw: redis.Redis) -> None:
 
 def test_sync_reads_l2_with_one_mget_and_promotes(redis_url: str, raw: redis.Redis) -> None:
     writer = HierarchicalCacheManager(config(redis_url))
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     reader = HierarchicalCacheManager(config(redis_url, l1_ttl_seconds=1000), clock=clock)
     try:
         writer.sync.set_many({"x": 1, "y": 2}, ttl_seconds=100)

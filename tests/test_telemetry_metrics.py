@@ -11,20 +11,13 @@ from typing import Any
 import pytest
 import redis
 
+from fakes import FakeClock
 from hiercache import CacheConfig, HierarchicalCacheManager
 from hiercache.telemetry import LATENCY_BUCKETS
 from hiercache.telemetry.instruments import _Instruments
 from otel_providers import install, unique_name
 
 P = "hiercache"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fs(**attrs: str) -> frozenset[tuple[str, str]]:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -72,14 +73,22 @@ class RedisServer:
 
 
 @contextmanager
-def run_redis(password: str | None = None, port: int | None = None) -> Iterator[RedisServer]:
+def run_redis(
+    password: str | None = None,
+    port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[RedisServer]:
+    """A private redis-server; ``tls=(cert_chain_pem, key_pem)`` serves TLS only."""
     binary = require_binary("redis-server", "redis-server")
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="hiercache-redis-") as workdir:
+        listen = ["--port", str(port)]
+        if tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+            listen += ["--tls-cert-file", str(tls[0]), "--tls-key-file", str(tls[1])]
         args = [
             binary,
-            "--port",
-            str(port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--save",

@@ -276,3 +276,27 @@ async def test_redis_that_comes_back_is_used_again_after_the_retry_interval(
         assert "available again" in messages[1]
     finally:
         await m.close()
+
+
+async def test_a_stalled_redis_times_out_into_a_miss() -> None:
+    """A Redis that stops answering (CLIENT PAUSE) costs the operation timeout, then a miss."""
+    with run_redis() as server:
+        config = CacheConfig(
+            redis_url=server.url, write_behind=False, l2_operation_timeout_seconds=0.2
+        )
+        m = HierarchicalCacheManager(config)
+        try:
+            await m.set("k", "v")
+            m.l1.delete("k")
+            admin = redis.Redis.from_url(server.url)
+            admin.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+            assert await m.get("k", MISS) is MISS  # stalled: the read times out
+            assert m.sync.get("k", MISS) is MISS
+            admin.execute_command("CLIENT", "UNPAUSE")
+            s = await m.get_statistics()
+            assert s["l2_redis"]["errors"]["timeout"] == 2
+            assert s["l2_redis"]["errors"]["connection"] == 0
+            assert await m.get("k") == "v"  # Redis answers again: an L2 hit
+            admin.close()
+        finally:
+            await m.close()

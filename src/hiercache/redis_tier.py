@@ -122,8 +122,12 @@ class RedisCacheBackend:
         aio = cls is redis.asyncio.Redis
         pool_cls = redis.asyncio.BlockingConnectionPool if aio else redis.BlockingConnectionPool
         common["timeout"] = c.l2_operation_timeout_seconds
-        if c.redis_url is not None:
-            return cls.from_pool(pool_cls.from_url(c.redis_url.get_secret_value(), **common))
+        url = c.redis_url.get_secret_value() if c.redis_url is not None else None
+        tls = url.startswith("rediss://") if url is not None else c.redis_ssl
+        if tls and c.redis_ssl_ca_certs:  # a private CA (the system store is the default)
+            common["ssl_ca_certs"] = c.redis_ssl_ca_certs
+        if url is not None:
+            return cls.from_pool(pool_cls.from_url(url, **common))
         password = c.redis_password.get_secret_value() if c.redis_password else None
         conn_mod: Any = redis.asyncio.connection if aio else redis.connection
         conn_cls = conn_mod.SSLConnection if c.redis_ssl else conn_mod.Connection

@@ -87,6 +87,9 @@ class CacheConfig(BaseSettings):
         None, validation_alias=_env("redis_password", "REDIS_PASSWORD")
     )
     redis_ssl: bool = Field(False, validation_alias=_env("redis_ssl", "REDIS_SSL"))
+    redis_ssl_ca_certs: str | None = Field(
+        None, validation_alias=_env("redis_ssl_ca_certs", "REDIS_SSL_CA_CERTS")
+    )
     redis_max_connections: int = Field(64, ge=1)
     l2_ttl_seconds: float = Field(3600, gt=0)
     l2_connect_timeout_seconds: float = Field(1.0, gt=0)

@@ -198,7 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", type=int, default=200, help="distinct prompts")
     parser.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent (0: uniform)")
     parser.add_argument("--backend-ms", type=float, default=100.0, help="backend latency")
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--l1-size", type=int, default=50, help="L1 entries (small: L2 matters)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--forever", action="store_true", help="repeat rounds until killed")

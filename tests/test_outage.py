@@ -300,3 +300,31 @@ async def test_a_stalled_redis_times_out_into_a_miss() -> None:
             admin.close()
         finally:
             await m.close()
+
+
+@pytest.mark.parametrize("api", ["async", "sync"])
+async def test_a_redis_restart_costs_no_error_thanks_to_one_reconnect(api: str) -> None:
+    """Pooled connections cut by a restart are retried once, on a fresh connection."""
+    port = free_port()
+    config = CacheConfig(redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False)
+    m = HierarchicalCacheManager(config)
+
+    async def put(key: str) -> None:
+        if api == "async":
+            await m.set(key, key)
+        else:
+            m.sync.set(key, key)
+
+    try:
+        with run_redis(port=port):
+            await put("first")  # opens a pooled connection
+        with run_redis(port=port) as again:
+            await put("second")  # the pooled connection is dead: one reconnect, no error
+            raw = redis.Redis.from_url(again.url)
+            assert raw.exists("hiercache:second") == 1
+            raw.close()
+        s = await m.get_statistics()
+        assert s["l2_redis"]["errors"]["connection"] == 0
+        assert s["l2_redis"]["available"] is True
+    finally:
+        await m.close()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -105,21 +106,22 @@ class RedisCacheBackend:
     # -- clients ---------------------------------------------------------------------
     def _make(self, cls: Any) -> Any:
         c = self.config
+        aio = cls is redis.asyncio.Redis
+        retry_cls = redis.asyncio.retry.Retry if aio else Retry
         common: dict[str, Any] = {
             "socket_timeout": c.l2_operation_timeout_seconds,
             "socket_connect_timeout": c.l2_connect_timeout_seconds,
             "max_connections": c.redis_max_connections,
             "health_check_interval": 30,
-            # One quick retry survives a pooled connection that a Redis restart cut;
-            # more would turn an outage into latency.
-            "retry": Retry(NoBackoff(), 1),
+            # One immediate retry on a connection error survives a pooled connection that a
+            # Redis restart cut. Timeouts are not retried: that would double their cost.
+            "retry": retry_cls(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         }
         if c.l2_backend is L2Backend.EMBEDDED:
             return self._make_embedded(cls)
         # A burst of more callers than max_connections waits (up to the operation timeout)
         # for a pooled connection; the default pool fails them with "Too many connections",
         # which would count as an outage and mark L2 unavailable.
-        aio = cls is redis.asyncio.Redis
         pool_cls = redis.asyncio.BlockingConnectionPool if aio else redis.BlockingConnectionPool
         common["timeout"] = c.l2_operation_timeout_seconds
         url = c.redis_url.get_secret_value() if c.redis_url is not None else None

@@ -27,8 +27,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,19 +81,13 @@ def start_demo(job: str, redis_url: str, *args: str) -> Demo:
         env=demo_env(redis_url),
         cwd=REPO,
     )
+    try:  # the demo says when its /metrics endpoint is serving
+        wait_for_line(proc, "serving metrics on", f"hiercache demo ({job})")
+    except RuntimeError:
+        stop(proc)
+        raise
     drain_in_background(proc)
-    deadline = time.monotonic() + 30
-    while True:  # bounded wait for the demo's /metrics endpoint to answer
-        if proc.poll() is not None:
-            raise RuntimeError(f"hiercache demo ({job}) exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2):
-                return Demo(job, port, proc)
-        except OSError:
-            if time.monotonic() > deadline:
-                stop(proc)
-                raise
-            time.sleep(0.1)
+    return Demo(job, port, proc)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

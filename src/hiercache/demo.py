@@ -158,11 +158,14 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         from hiercache.telemetry import setup
 
-        setup(
+        handle = setup(
             service_name=os.environ.get("OTEL_SERVICE_NAME", "hiercache-demo"),
             prometheus_host=args.metrics_host,
             prometheus_port=args.metrics_port,
         )
+        if handle.metrics_address is not None:
+            host, port = handle.metrics_address
+            print(f"serving metrics on http://{host}:{port}/metrics", flush=True)
     rng = random.Random(args.seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

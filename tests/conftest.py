@@ -22,3 +22,11 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client on the session Redis, to look at what the cache stored."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -4,7 +4,6 @@ pattern invalidation, warming, loading, statistics and input validation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -14,34 +13,12 @@ import redis
 from fakes import FakeClock
 from hiercache import (
     MISS,
-    CacheConfig,
     HierarchicalCacheManager,
     InvalidKeyError,
     SerializationError,
 )
 from hiercache.memory import ENTRY_OVERHEAD_BYTES
-
-PREFIX = "hiercache:"
-
-
-def config(url: str, **overrides: Any) -> CacheConfig:
-    """A config on ``url``; write-through unless the test asks for write-behind."""
-    values: dict[str, Any] = {"redis_url": url, "write_behind": False}
-    values.update(overrides)
-    return CacheConfig(**values)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def calls(client: redis.Redis, command: str) -> int:
-    stats = client.info("commandstats")
-    entry = stats.get(f"cmdstat_{command}")
-    return int(entry["calls"]) if entry else 0
+from redis_tools import PREFIX, calls, config
 
 
 # -- basic operations -------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,32 +13,12 @@ import redis
 from fakes import FakeClock
 from hiercache import (
     MISS,
-    CacheConfig,
     HierarchicalCacheManager,
     InvalidKeyError,
     SerializationError,
     cache_operation,
 )
-
-PREFIX = "hiercache:"
-
-
-def config(url: str, **overrides: Any) -> CacheConfig:
-    values: dict[str, Any] = {"redis_url": url, "write_behind": False}
-    values.update(overrides)
-    return CacheConfig(**values)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def calls(client: redis.Redis, command: str) -> int:
-    entry = client.info("commandstats").get(f"cmdstat_{command}")
-    return int(entry["calls"]) if entry else 0
+from redis_tools import PREFIX, calls, config
 
 
 def test_sync_api_needs_no_event_loop(redis_url: str, raw: redis.Redis) -> None:

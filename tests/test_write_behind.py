@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,11 @@ import redis
 from hiercache import MISS, CacheConfig, HierarchicalCacheManager
 from hiercache.codec import Codec
 from hiercache.write_behind import WriteBehindQueue
-
-PREFIX = "hiercache:"
+from redis_tools import PREFIX
 
 
 def config(url: str, **overrides: Any) -> CacheConfig:
     return CacheConfig(redis_url=url, **overrides)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def stored(raw: redis.Redis, key: str) -> Any:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from hiercache import stats as S
 from hiercache.codec import Codec
 from hiercache.errors import CorruptValueError, InvalidKeyError
-from hiercache.memory import EvictionReason, MemoryTier
+from hiercache.memory import Entry, EvictionReason, MemoryTier
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.singleflight import AsyncSingleFlight
@@ -230,17 +230,23 @@ class HierarchicalCacheManager:
     async def _get_observed(self, key: str, default: Any) -> Any:
         """``get`` with its L1 latency sampled, or inside a span when tracing."""
         if not self.telemetry.tracing():
-            self._tick = self._sample_every
-            started = time.perf_counter()
-            entry = self.l1.get(key)
+            entry = self._timed_l1_get(key)
             if entry is not None:
-                self._row.c[S.L1_HIT_GET] += 1
-                self.telemetry.sample_l1(time.perf_counter() - started)
                 return entry.value
             return await self._get_below_l1(key, default, "get")
         with self.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
             value = await self._get_traced(key, span)
             return default if value is MISS else value
+
+    def _timed_l1_get(self, key: str) -> Entry | None:
+        """An L1 lookup (counted on a hit) whose latency is sampled; restarts the countdown."""
+        self._tick = self._sample_every
+        started = time.perf_counter()
+        entry = self.l1.get(key)
+        if entry is not None:
+            self._row.c[S.L1_HIT_GET] += 1
+            self.telemetry.sample_l1(time.perf_counter() - started)
+        return entry
 
     async def _get_traced(self, key: str, span: Span) -> Any:
         """L1, then L2, inside ``span`` (which starts as a miss): the value, or MISS."""

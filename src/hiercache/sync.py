@@ -81,12 +81,8 @@ class SyncCache:
     def _get_observed(self, key: str, default: Any) -> Any:
         m = self.manager
         if not m.telemetry.tracing():
-            m._tick = m._sample_every
-            started = time.perf_counter()
-            entry = m.l1.get(key)
+            entry = m._timed_l1_get(key)
             if entry is not None:
-                m._row.c[S.L1_HIT_GET] += 1
-                m.telemetry.sample_l1(time.perf_counter() - started)
                 return entry.value
             return self._get_below_l1(key, default)
         with m.telemetry.span("hiercache.get", key, attributes=MISSED) as span:

@@ -438,27 +438,21 @@ def test_adaptive_keeps_a_hot_key_over_a_one_off_scan() -> None:
     assert ("hot", EvictionReason.SIZE) not in rec.events
 
 
-def test_adaptive_keeps_a_hot_key_over_a_scan_without_reads() -> None:
-    tier, _, _ = make(100, CacheStrategy.ADAPTIVE)
+@pytest.mark.parametrize(
+    ("strategy", "hot_survives"),
+    [(CacheStrategy.ADAPTIVE, True), (CacheStrategy.LRU, False)],  # LRU: the contrast
+)
+def test_a_scan_without_reads_flushes_a_hot_key_from_lru_not_adaptive(
+    strategy: CacheStrategy, hot_survives: bool
+) -> None:
+    tier, _, _ = make(100, strategy)
     tier.set("hot", "H", TTL)
     for i in range(20):
         read(tier, "hot")
         tier.set(f"warm{i}", i, TTL)
     for i in range(1000):
         tier.set(f"scan{i}", i, TTL)
-    assert "hot" in present(tier)
-
-
-def test_lru_loses_a_hot_key_to_the_same_scan() -> None:
-    # The contrast that makes the adaptive test meaningful.
-    tier, _, _ = make(100, CacheStrategy.LRU)
-    tier.set("hot", "H", TTL)
-    for i in range(20):
-        read(tier, "hot")
-        tier.set(f"warm{i}", i, TTL)
-    for i in range(1000):
-        tier.set(f"scan{i}", i, TTL)
-    assert "hot" not in present(tier)
+    assert ("hot" in present(tier)) is hot_survives
 
 
 # -- policies directly -------------------------------------------------------------

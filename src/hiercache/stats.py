@@ -10,6 +10,7 @@ a snapshot sums the rows. Rows of finished threads are kept, so no count is lost
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Final
 
 L1: Final = "l1_memory"
@@ -51,11 +52,26 @@ SLOTS: Final = tuple(_layout.slots)
 L1_HIT_GET: Final = HIT[L1, "get"]
 
 
+class _Lifetime:
+    """Lives exactly as long as one thread's row: its finalizer retires the row."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _ThreadRow(threading.local):
-    def __init__(self, rows: list[list[int]], lock: threading.Lock) -> None:
-        self.c = [0] * len(SLOTS)
-        with lock:
-            rows.append(self.c)
+    def __init__(self, stats: CacheStats) -> None:
+        self.c = row = [0] * len(SLOTS)
+        self._lifetime = _Lifetime()
+        stats._adopt(row)
+        # When the thread ends, its locals go; the row's counts move into the retired row,
+        # so thread churn (a thread per request) neither loses counts nor grows memory.
+        weakref.finalize(self._lifetime, _retire, weakref.ref(stats), row)
+
+
+def _retire(stats_ref: weakref.ref[CacheStats], row: list[int]) -> None:
+    stats = stats_ref()  # a weak reference: the finalizer must not keep the stats alive
+    if stats is not None:
+        stats._retire(row)
 
 
 class CacheStats:
@@ -63,8 +79,23 @@ class CacheStats:
 
     def __init__(self) -> None:
         self._rows: list[list[int]] = []
+        self._retired = [0] * len(SLOTS)
         self._lock = threading.Lock()
-        self.row = _ThreadRow(self._rows, self._lock)
+        self.row = _ThreadRow(self)
+
+    def _adopt(self, row: list[int]) -> None:
+        with self._lock:
+            self._rows.append(row)
+
+    def _retire(self, row: list[int]) -> None:
+        with self._lock:
+            self._rows = [r for r in self._rows if r is not row]
+            self._retired = [a + b for a, b in zip(self._retired, row)]
+
+    @property
+    def live_rows(self) -> int:
+        """Rows of threads still alive (for tests and diagnostics)."""
+        return len(self._rows)
 
     def add(self, index: int, n: int = 1) -> None:
         self.row.c[index] += n
@@ -72,8 +103,8 @@ class CacheStats:
     def snapshot(self) -> list[int]:
         """Totals per slot (index as in ``SLOTS``)."""
         with self._lock:
-            rows = list(self._rows)
-        return [sum(col) for col in zip(*rows)] if rows else [0] * len(SLOTS)
+            rows = [self._retired, *self._rows]
+        return [sum(col) for col in zip(*rows)]
 
     def total(self, kind: str, **attrs: str) -> int:
         """Sum of every slot of ``kind`` whose attributes include ``attrs``."""

@@ -229,3 +229,30 @@ def test_sync_write_behind_flushes_on_close(redis_url: str, raw: redis.Redis) ->
     m.sync.close()
     assert count_keys(raw) == 1000
     assert stored(raw, "doomed") is MISS
+
+
+async def test_a_batch_that_blows_up_is_dropped_and_the_flusher_lives_on(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = HierarchicalCacheManager(CacheConfig(redis_url=redis_url, write_behind=True))
+    try:
+        assert m.write_behind is not None
+        real_send = m.write_behind._send
+        failures = iter([RuntimeError("boom")])
+
+        def send(writes: list[tuple[Any, ...]]) -> None:
+            error = next(failures, None)
+            if error is not None:
+                raise error
+            real_send(writes)
+
+        monkeypatch.setattr(m.write_behind, "_send", send)
+        await m.set("lost", 1)
+        await m.flush()  # returns: the failed batch was dropped, not stuck
+        await m.set("kept", 2)
+        await m.flush()
+        assert stored(raw, "lost") is MISS
+        assert stored(raw, "kept") == 2
+        assert m.write_behind.dropped == 1
+    finally:
+        await m.close()

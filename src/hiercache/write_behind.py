@@ -2,9 +2,10 @@
 
 The flusher batches whatever is queued (up to ``batch_size``) into one pipeline, in
 order. Deletes and invalidations call ``flush()`` first, so a queued set never
-resurrects a key deleted after it. ``flush()`` is a
-barrier: it returns once everything queued before it reached Redis. ``close()``
-flushes, then stops the thread: nothing queued is lost on a clean shutdown.
+resurrects a key deleted after it. ``flush()`` is a barrier: it returns once everything
+queued before it reached Redis. ``close()`` flushes, then stops the thread: nothing
+queued is lost on a clean shutdown. The flusher never dies of a failed batch, so a
+``flush()`` can never wait forever.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class WriteBehindQueue:
             if writes:
                 try:
                     self._send(writes)
+                except Exception:  # a bug must not kill the flusher: flush() would hang
+                    self.dropped += len(writes)
+                    log.exception("hiercache: dropped %d write-behind writes", len(writes))
                 finally:
                     self._count(-len(writes))
             for item in batch:

@@ -243,3 +243,25 @@ def test_write_through_and_write_behind_both_true_is_an_error() -> None:
 def test_write_behind_can_be_switched_off() -> None:
     config = CacheConfig(write_behind=False)
     assert (config.write_through, config.write_behind) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://:hunter2-secret@cache.internal:6379/0", "must start with redis://"),
+        ("redis://:hunter2-secret@cache.internal:70000/0", "port outside 1-65535"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_echoing_its_password(
+    url: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValidationError) as kwargs_error:
+        CacheConfig(redis_url=url)
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ValidationError) as env_error:
+        CacheConfig()
+    for error in (kwargs_error.value, env_error.value):
+        text = str(error) + repr(error) + repr(error.errors(include_input=False))
+        assert message in text
+        assert "redis_url" in text or "REDIS_URL" in text
+        assert "hunter2-secret" not in text

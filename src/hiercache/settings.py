@@ -62,6 +62,8 @@ class CacheConfig(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         validate_default=True,
+        # Errors name the setting but never echo the input: it may hold a password.
+        hide_input_in_errors=True,
     )
 
     name: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -135,9 +137,13 @@ class CacheConfig(BaseSettings):
     @classmethod
     def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            scheme = urlsplit(value.get_secret_value()).scheme
-            if scheme not in ("redis", "rediss", "unix"):
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("redis", "rediss", "unix"):
                 raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+            try:
+                parts.port  # noqa: B018 - raises on a port outside 0-65535
+            except ValueError:
+                raise ValueError("redis_url has a port outside 1-65535") from None
         return value
 
     @model_validator(mode="after")

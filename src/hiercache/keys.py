@@ -17,6 +17,7 @@ import decimal
 import enum
 import hashlib
 import inspect
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,13 +26,19 @@ import orjson
 
 from hiercache.errors import CacheKeyBuildError
 
-_SIMPLE = (str, int, float, bool, type(None))
+_SIMPLE = (str, bool, type(None))
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def canonical(value: Any, where: str, fn: str) -> Any:
     """A JSON-able, type-tagged form of ``value`` that is stable across processes."""
-    if type(value) in _SIMPLE:
+    kind = type(value)
+    if kind in _SIMPLE:
         return value
+    if kind is int:  # JSON numbers stop at 64 bits: larger ones are tagged text
+        return value if _INT64[0] <= value <= _INT64[1] else {"i": str(value)}
+    if kind is float:  # JSON has no NaN or infinities (orjson writes null): tag them
+        return value if math.isfinite(value) else {"x": repr(value)}
     hook = getattr(value, "__cache_key__", None)
     if callable(hook) and not isinstance(value, type):
         return {"k": canonical(hook(), where, fn)}

@@ -344,3 +344,42 @@ async def test_l1_latency_is_sampled_and_recorded_at_collection() -> None:
     assert latency == {level("l1_memory", cache_operation="get"): 100 + L1_SAMPLES_PER_COLLECTION}
     hits = otel.values(name, f"{P}.hits")[level("l1_memory", cache_operation="get")]
     assert hits == 400 + 4 * (L1_SAMPLES_PER_COLLECTION + 500)  # counts are never sampled
+
+
+@pytest.mark.parametrize("api", ["async", "sync"])
+async def test_warming_loads_are_timed_and_counted_failed_or_not(api: str) -> None:
+    otel = install()
+    name = unique_name("warm")
+    m = HierarchicalCacheManager(CacheConfig(name=name, l2_backend="none"))
+
+    def load(key: str) -> str:
+        if key == "bad":
+            raise RuntimeError("backend down")
+        return key.upper()
+
+    try:
+        if api == "async":
+            assert await m.warm_cache(["a", "b", "bad"], load) == 2
+        else:
+            assert m.sync.warm_cache(["a", "b", "bad"], load) == 2
+        latency = otel.values(name, f"{P}.latency")
+        assert latency[fs(cache_level="backend", cache_operation="warm")] == 3
+        assert otel.values(name, f"{P}.loads") == {
+            fs(cache_result="success"): 2,
+            fs(cache_result="error"): 1,
+        }
+    finally:
+        await m.close()
+
+
+async def test_an_unserializable_value_is_counted_as_a_serialization_error() -> None:
+    otel = install()
+    name = unique_name("ser")
+    m = HierarchicalCacheManager(CacheConfig(name=name, l2_backend="none"))
+    try:
+        with pytest.raises(TypeError):  # SerializationError, a TypeError naming the key
+            await m.set("k", {1, 2})
+        assert otel.values(name, f"{P}.l2.errors")[fs(error_type="serialization")] == 1
+        assert (await m.get_statistics())["l2_redis"]["errors"]["serialization"] == 1
+    finally:
+        await m.close()

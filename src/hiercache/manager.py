@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from hiercache import stats as S
 from hiercache.codec import Codec
-from hiercache.errors import CorruptValueError, InvalidKeyError
+from hiercache.errors import CorruptValueError, InvalidKeyError, SerializationError
 from hiercache.memory import Entry, EvictionReason, MemoryTier
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.settings import CacheConfig, L2Backend
@@ -327,7 +327,11 @@ class HierarchicalCacheManager:
     def _encode(self, key: str, value: Any, ttl_seconds: float | None) -> tuple[bytes, float]:
         """Validate and encode; raises before anything is cached."""
         ttl = check_ttl(check_key(key), ttl_seconds, self.config.l2_ttl_seconds)
-        return self.codec.encode(key, value), ttl
+        try:
+            return self.codec.encode(key, value), ttl
+        except SerializationError:
+            self.stats.add(S.L2_ERROR["serialization"])  # visible to SREs, not just the caller
+            raise
 
     def _store_l1(self, key: str, value: Any, payload: bytes, ttl: float) -> None:
         self.l1.set(key, value, min(ttl, self._l1_ttl), len(payload))
@@ -524,12 +528,17 @@ class HierarchicalCacheManager:
             try:
                 value = await resolve(operation(key))
             except Exception as exc:
-                self.stats.add(S.LOAD["error"])
-                log.warning("hiercache: warming %r failed: %r", key, exc)
+                self._count_warm(key, started, exc)
                 return MISS
-            self.stats.add(S.LOAD["success"])
-            self.telemetry.record_latency("backend", "warm", time.perf_counter() - started)
+            self._count_warm(key, started, None)
             return MISS if value is None else value
+
+    def _count_warm(self, key: str, started: float, error: Exception | None) -> None:
+        """Count and time one warming load, failed or not (async and sync warming)."""
+        self.telemetry.record_latency("backend", "warm", time.perf_counter() - started)
+        self.stats.add(S.LOAD["success" if error is None else "error"])
+        if error is not None:
+            log.warning("hiercache: warming %r failed: %r", key, error)
 
     def register_warmer(
         self,

@@ -6,7 +6,6 @@ sync client for L2. Loads of one key from many threads run once (single-flight).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
     from hiercache.manager import HierarchicalCacheManager
 
-log = logging.getLogger("hiercache")
 T = TypeVar("T")
 
 
@@ -252,13 +250,13 @@ class SyncCache:
             for start in range(0, len(keys), m.config.warming_batch_size):
                 pairs: dict[str, Any] = {}
                 for key in keys[start : start + m.config.warming_batch_size]:
+                    started = time.perf_counter()
                     try:
                         value = operation(key)
                     except Exception as exc:
-                        m.stats.add(S.LOAD["error"])
-                        log.warning("hiercache: warming %r failed: %r", key, exc)
+                        m._count_warm(key, started, exc)
                         continue
-                    m.stats.add(S.LOAD["success"])
+                    m._count_warm(key, started, None)
                     if value is not None:
                         pairs[key] = value
                 self.set_many(pairs, ttl_seconds)

@@ -20,6 +20,7 @@ from hiercache import (
 )
 from hiercache.memory import ENTRY_OVERHEAD_BYTES
 from redis_tools import PREFIX, calls, config
+from servers import RedisServer
 
 
 # -- basic operations -------------------------------------------------------------------
@@ -707,3 +708,63 @@ async def test_async_context_manager_and_repr(redis_url: str) -> None:
         await m.set("k", 1)
         assert repr(m) == f"HierarchicalCacheManager(name='orders', l2='{redis_url}', l1_entries=1)"
         assert (await m.get_statistics())["l2_redis"]["available"] is True
+
+
+async def test_host_port_and_db_select_the_database(redis_server: RedisServer) -> None:
+    flush = redis.Redis(host=redis_server.host, port=redis_server.port, db=5)
+    flush.flushdb()
+    m = HierarchicalCacheManager(
+        CacheConfig(
+            redis_host=redis_server.host, redis_port=redis_server.port, redis_db=5,
+            write_behind=False,
+        )
+    )  # fmt: skip
+    try:
+        await m.set("in-db-5", 1)
+        assert m.sync.get("in-db-5") == 1
+    finally:
+        await m.close()
+    db0 = redis.Redis(host=redis_server.host, port=redis_server.port, db=0)
+    assert flush.exists(PREFIX + "in-db-5") == 1
+    assert db0.exists(PREFIX + "in-db-5") == 0
+    flush.flushdb()
+    flush.close()
+    db0.close()
+
+
+class Repository:
+    """A service object whose instances differ by tenant: ``__cache_key__`` says so."""
+
+    def __init__(self, tenant: str, cache: HierarchicalCacheManager) -> None:
+        self.tenant = tenant
+        self.calls = 0
+        self.cache = cache
+
+    def __cache_key__(self) -> str:
+        return self.tenant
+
+
+async def test_decorated_methods_cache_per_instance_key_in_real_redis(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    from hiercache import cache_operation
+
+    m = HierarchicalCacheManager(config(redis_url))
+
+    class Users(Repository):
+        @cache_operation(cache_key="users.get", ttl_seconds=60, cache=m)
+        async def get(self, user_id: int) -> dict[str, object]:
+            self.calls += 1
+            return {"tenant": self.tenant, "id": user_id}
+
+    try:
+        a, b = Users("acme", m), Users("globex", m)
+        assert await a.get(1) == {"tenant": "acme", "id": 1}
+        assert await b.get(1) == {"tenant": "globex", "id": 1}
+        m.l1.delete(Users.get.cache_key(a, 1))  # type: ignore[attr-defined]
+        assert await a.get(1) == {"tenant": "acme", "id": 1}  # from Redis now
+        assert (a.calls, b.calls) == (1, 1)
+        assert raw.exists(PREFIX + Users.get.cache_key(a, 1)) == 1  # type: ignore[attr-defined]
+        assert Users.get.cache_key(a, 1) != Users.get.cache_key(b, 1)  # type: ignore[attr-defined]
+    finally:
+        await m.close()

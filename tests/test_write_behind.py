@@ -256,3 +256,34 @@ async def test_a_batch_that_blows_up_is_dropped_and_the_flusher_lives_on(
         assert m.write_behind.dropped == 1
     finally:
         await m.close()
+
+
+async def test_queued_writes_go_out_in_pipelined_batches_of_batch_size(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = HierarchicalCacheManager(
+        CacheConfig(redis_url=redis_url, write_behind=True, write_behind_batch_size=100)
+    )
+    try:
+        assert m.write_behind is not None
+        batches: list[int] = []
+        real_send = m.write_behind._send
+
+        def counting_send(writes: list[tuple[Any, ...]]) -> None:
+            batches.append(len(writes))
+            real_send(writes)
+
+        monkeypatch.setattr(m.write_behind, "_send", counting_send)
+        gate = Gate(m.write_behind, monkeypatch)  # holds the flusher inside its first batch
+        await m.initialize()
+        await m.set("first", 0)
+        await gate.wait_sending()
+        for i in range(250):  # queued while the flusher is held
+            await m.set(f"k{i}", i)
+        assert m.write_behind.depth == 250
+        gate.release.set()
+        await m.flush()
+        assert batches == [1, 100, 100, 50]  # one pipeline per batch, in order
+        assert count_keys(raw) == 251
+    finally:
+        await m.close()

@@ -248,3 +248,19 @@ def test_json_edge_values_round_trip() -> None:
     codec = Codec()
     for value in (None, True, 0, -1.5, "", "ünïcødé", [], {}, {"nested": [{"a": None}]}):
         assert codec.decode(codec.encode("k", value)) == value
+
+
+def test_one_decompressor_per_thread_serves_every_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = zstandard.ZstdDecompressor
+
+    def spy() -> zstandard.ZstdDecompressor:
+        made.append(real())
+        return made[-1]  # type: ignore[return-value]
+
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", spy)
+    codec = Codec(threshold=0)
+    payload = codec.encode("k", COMPRESSIBLE)
+    for _ in range(5):
+        assert codec.decode(payload) == COMPRESSIBLE
+    assert len(made) == 1

@@ -305,10 +305,28 @@ def test_template_variables_follow_the_linter(prefix: str) -> None:
         assert m, var["query"]
         assert m.group(2) == name
         (sel,) = selectors(m.group(1))
-        assert sel.name == f"{prefix}_l2_up"
-        assert {label for label, _, _ in sel.matchers} == expected_matchers[name]
-        for label, op, value in sel.matchers:
+        # Keyed on a series every cache exports, L1-only ones included (they have no l2_up).
+        assert sel.name == f"{prefix}_entries"
+        level, *filters = sel.matchers
+        assert level == ("cache_level", "=", "l1_memory")
+        assert {label for label, _, _ in filters} == expected_matchers[name]
+        for label, op, value in filters:
             assert (op, value) == ("=~", f"${label}")
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_target_and_absence_alerts_do_not_need_l2_up(prefix: str) -> None:
+    """A cache configured without L2 exports no l2_up: these alerts must see it anyway."""
+    rules = {
+        r["alert"]: r
+        for g in bundle.alert_rules(prefix)["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    for alert in ("HiercacheTargetDown", "HiercacheMetricsAbsent"):
+        names = {n for sel in selectors(rules[alert]["expr"]) for n in sel.metric_names()}
+        assert f"{prefix}_l2_up" not in names, alert
+        assert f"{prefix}_entries" in names, alert
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

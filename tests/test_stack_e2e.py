@@ -14,6 +14,10 @@ misses). The Debian ``prometheus`` binary scrapes both every second and evaluate
 * The hit-ratio alert's expression is true for the cold workload, not the healthy one, and
   Prometheus itself holds the alert pending for it.
 
+* An L1-only workload (``CACHE_L2_BACKEND=none``: no ``l2_up`` series), scraped by a Prometheus
+  of its own, is listed by the dashboard's variables, keeps HiercacheMetricsAbsent silent, and
+  makes HiercacheTargetDown's expression true once stopped.
+
 The last test runs ``scripts/stack.sh`` (the no-Docker stack) on free ports and checks that its
 Prometheus scrapes its demo with the rules loaded and the Alertmanager attached.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,13 +66,17 @@ class Demo:
         return f"127.0.0.1:{self.port}"
 
 
-def demo_env(redis_url: str) -> dict[str, str]:
+def demo_env(redis_url: str | None) -> dict[str, str]:
+    """The demo's environment: ``redis_url`` as its L2, or (None) no L2 at all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CACHE_"))}
-    env["CACHE_REDIS_URL"] = redis_url
+    if redis_url is None:
+        env["CACHE_L2_BACKEND"] = "none"  # else the demo would pick its embedded L2
+    else:
+        env["CACHE_REDIS_URL"] = redis_url
     return env
 
 
-def start_demo(job: str, redis_url: str, *args: str) -> Demo:
+def start_demo(job: str, redis_url: str | None, *args: str) -> Demo:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -205,6 +214,84 @@ def test_variable_queries_list_the_workloads(
         return found if found >= set(demos) else None
 
     assert prometheus.poll(jobs, "both jobs in the job variable") >= set(demos)
+
+
+def query_variables() -> list[dict[str, Any]]:
+    dashboard = json.loads((REPO / bundle.DASHBOARD_FILE).read_text())
+    return [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
+
+
+def alert_expr(name: str) -> str:
+    (expr,) = [
+        r["expr"]
+        for g in bundle.alert_rules()["groups"]
+        for r in g["rules"]
+        if r.get("alert") == name
+    ]
+    return str(expr)
+
+
+def test_an_l1_only_workload_is_seen_without_l2_up() -> None:
+    """A cache configured without L2 (``CACHE_L2_BACKEND=none``) exports no ``l2_up``.
+
+    Scraped alone by a Prometheus with the shipped rules, it must still be listed by the
+    dashboard's variables and keep HiercacheMetricsAbsent silent; stopped, it must make
+    HiercacheTargetDown's expression true (and the alert pending).
+    """
+    demo = start_demo("hiercache-l1", None)
+    try:
+        config = (
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files:\n  - {REPO / bundle.ALERTS_FILE}\n"
+            f"scrape_configs:\n  - job_name: {demo.job}\n"
+            f"    static_configs:\n      - targets: ['{demo.instance}']\n"
+        )
+        with run_prometheus(config) as prom:
+            entries = f'hiercache_entries{{job="{demo.job}", cache_level="l1_memory"}}'
+            prom.poll(lambda: prom.query(entries) or None, "the L1-only demo's entries gauge")
+            assert prom.query(f'up{{job="{demo.job}"}} == 1')
+            assert not prom.query(f'hiercache_l2_up{{job="{demo.job}"}}')
+
+            values = {"job": demo.job, "instance": demo.instance}
+            listed = {}
+            for var in query_variables():
+                m = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"])
+                assert m, var["query"]
+                selector = substitute(m.group(1), values)
+                listed[var["name"]] = {s["metric"][m.group(2)] for s in prom.query(selector)}
+            assert listed == {
+                "job": {demo.job},
+                "instance": {demo.instance},
+                "cache_name": {"demo"},
+            }
+
+            assert prom.query(alert_expr("HiercacheMetricsAbsent")) == []
+
+            def absent_alert_gone() -> bool | None:  # pending from before the first scrape
+                alerts = prom.query('ALERTS{alertname="HiercacheMetricsAbsent"}')
+                return True if not alerts else None
+
+            prom.poll(absent_alert_gone, "HiercacheMetricsAbsent to stay inactive")
+            assert not prom.query('ALERTS{alertname="HiercacheL2Unavailable"}')
+
+            stop(demo.proc)
+            target_down = alert_expr("HiercacheTargetDown")
+
+            def down() -> list[dict[str, Any]] | None:
+                return prom.query(target_down) or None
+
+            (sample,) = prom.poll(down, "HiercacheTargetDown's expression for the stopped demo")
+            assert sample["metric"]["job"] == demo.job
+            assert sample["metric"]["instance"] == demo.instance
+
+            def pending() -> list[dict[str, Any]] | None:
+                return prom.query('ALERTS{alertname="HiercacheTargetDown"}') or None
+
+            (state,) = prom.poll(pending, "HiercacheTargetDown pending for the stopped demo")
+            assert state["metric"]["alertstate"] == "pending"
+            assert state["metric"]["job"] == demo.job
+    finally:
+        stop(demo.proc)
 
 
 def test_rules_load_and_evaluate_without_errors(prometheus: Prometheus) -> None:

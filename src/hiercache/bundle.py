@@ -92,6 +92,18 @@ _FILTER = 'job=~"$job", instance=~"$instance", cache_name=~"$cache_name"'
 _RI = "[$__rate_interval]"
 
 
+def _always_exported(prefix: str, matchers: str = "") -> str:
+    """A selector for a series every cache exports from start, whatever its tiers.
+
+    ``{prefix}_entries{cache_level="l1_memory"}`` (one per cache, with ``cache_name``, ``job``
+    and ``instance``) keys what must see every cache: the dashboard's variables,
+    HiercacheTargetDown and HiercacheMetricsAbsent. Not ``l2_up``: a cache configured without
+    L2 exports none, so HiercacheL2Unavailable cannot fire for it.
+    """
+    extra = f", {matchers}" if matchers else ""
+    return f'{prefix}_entries{{cache_level="l1_memory"{extra}}}'
+
+
 class _Queries:
     """PromQL for the dashboard: every selector filtered on the dashboard's variables."""
 
@@ -208,7 +220,9 @@ def _timeseries(
 
 
 def _query_variable(prefix: str, name: str, label: str, matchers: str) -> Json:
-    selector = f"{prefix}_l2_up{{{matchers}}}" if matchers else f"{prefix}_l2_up"
+    # Every cache exports its L1 entries gauge from the start; l2_up is missing for caches
+    # configured without L2 (CACHE_L2_BACKEND=none), which would then be unselectable.
+    selector = _always_exported(prefix, matchers)
     query = f"label_values({selector}, {name})"
     return {
         "type": "query",
@@ -762,8 +776,9 @@ class _Rules:
                 "HiercacheTargetDown",
                 (
                     "up == 0\n"
-                    f"and on (job, instance) group by (job, instance) "
-                    f"(present_over_time({p}_l2_up[1h]))"
+                    "and on (job, instance) group by (job, instance) (\n"
+                    f"  present_over_time({_always_exported(p)}[1h])\n"
+                    ")"
                 ),
                 "5m",
                 "critical",
@@ -774,14 +789,17 @@ class _Rules:
             ),
             self.alert(
                 "HiercacheMetricsAbsent",
-                f"absent({p}_l2_up)",
+                # group(): absent() of a bare selector would copy its cache_level="l1_memory"
+                # matcher onto the alert as a label.
+                f"absent(group({_always_exported(p)}))",
                 "10m",
                 "warning",
                 f"No {p}_* metrics in Prometheus",
-                f"absent({p}_l2_up) has been {{{{ $value }}}} for 10 minutes: no instance exports "
-                "hiercache metrics. Every instance is down or unscraped, telemetry is off, or "
-                "CACHE_METRICS_PREFIX differs from the prefix these rules were rendered for "
-                f"({p}).",
+                f"absent(group({_always_exported(p)})) has been {{{{ $value }}}} for 10 minutes: "
+                "no instance exports hiercache metrics (every cache exports that series, with or "
+                "without L2). Every instance is down or unscraped, "
+                "telemetry is off, or CACHE_METRICS_PREFIX differs from the prefix these rules "
+                f"were rendered for ({p}).",
             ),
         ]
 

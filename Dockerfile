@@ -1,7 +1,7 @@
 # The hiercache demo workload for the observability stack (docker-compose.observability.yml):
 # runs `hiercache demo` forever against the stack's Redis and serves Prometheus /metrics on
 # port 9464; traces go to OTEL_EXPORTER_OTLP_ENDPOINT when set.
-FROM python:3.11-slim
+FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -91,13 +91,27 @@ def test_every_mounted_file_exists(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    """Every image, pulled or built FROM, names a patch version (not just ``3.11``)."""
+    built = 0
     for name, service in services.items():
         if "build" in service:
+            build = service["build"]
+            dockerfile = REPO / build["context"] / build.get("dockerfile", "Dockerfile")
+            bases = re.findall(r"^FROM\s+(?:--\S+\s+)?(\S+)", dockerfile.read_text(), re.M)
+            assert bases, f"{name}: no FROM in {dockerfile}"
+            for image in bases:
+                repo, _, tag = image.rpartition(":")
+                assert repo, f"{name}: {dockerfile.name} FROM {image} has no tag"
+                # A variant may follow the version: 3.11.9-slim-bookworm.
+                pinned = re.fullmatch(r"v?\d+\.\d+\.\d+(-[a-z0-9.]+)*", tag)
+                assert pinned, f"{name}: {dockerfile.name} FROM {image} is not pinned"
+            built += 1
             continue
         image = service["image"]
         repo, _, tag = image.rpartition(":")
         assert repo, image
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned"
+    assert built >= 1  # the demo
 
 
 def test_health_checks_and_dependency_conditions(services: dict[str, dict[str, Any]]) -> None:
@@ -162,7 +176,7 @@ def test_demo_is_built_here_and_serves_what_prometheus_scrapes(
 ) -> None:
     demo = services["demo"]
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", dockerfile, re.MULTILINE)
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert cmd[:3] == ["hiercache", "demo", "--forever"]
     assert cmd[cmd.index("--metrics-port") + 1] == "9464"

@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from fakes import FakeClock
 from hiercache import CacheConfig, HierarchicalCacheManager, cache_operation
 from otel_providers import Providers, install, unique_name
 
@@ -206,6 +207,44 @@ async def test_eviction_is_an_event_on_the_set_that_caused_it(
     assert [(e.name, dict(e.attributes or {})) for e in sets[0].events] == [
         ("hiercache.eviction", {"cache.level": "l1_memory", "cache.eviction.reason": "size"})
     ]
+
+
+def eviction(reason: str) -> tuple[str, dict[str, Any]]:
+    return ("hiercache.eviction", {"cache.level": "l1_memory", "cache.eviction.reason": reason})
+
+
+def events(span: ReadableSpan) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.name, dict(e.attributes or {})) for e in span.events]
+
+
+async def test_an_expired_entry_is_an_event_on_the_get_that_found_it(
+    otel: Providers, redis_url: str
+) -> None:
+    clock = FakeClock()
+    async with HierarchicalCacheManager(config(redis_url, l1_ttl_seconds=5), clock=clock) as m:
+        await m.set("k", 1)  # L1 for 5 s, L2 (real Redis TTL) for an hour
+        clock.advance(5.5)
+        with tracer().start_as_current_span(PARENT):
+            assert await m.get("k") == 1  # L1 finds it expired; L2 answers, L1 gets it back
+    get = only(otel.spans(m.config.name), "hiercache.get")
+    assert dict(get.attributes or {})["cache.level"] == "l2_redis"
+    assert events(get) == [
+        eviction("expired"),
+        ("hiercache.promotion", {"cache.level": "l1_memory"}),
+    ]
+
+
+async def test_invalidated_entries_are_events_on_the_invalidate_span(
+    otel: Providers, redis_url: str
+) -> None:
+    async with HierarchicalCacheManager(config(redis_url)) as m:
+        for key in ("user:1", "user:2", "order:1"):
+            await m.set(key, 1)
+        with tracer().start_as_current_span(PARENT):
+            assert await m.invalidate_pattern("user:*") == 2
+        assert m.l1.get("order:1") is not None
+    invalidate = only(otel.spans(m.config.name), "hiercache.invalidate")
+    assert events(invalidate) == [eviction("invalidated"), eviction("invalidated")]
 
 
 async def test_each_operation_has_its_span(otel: Providers, redis_url: str) -> None:

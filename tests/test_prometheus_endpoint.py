@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -57,15 +58,11 @@ SCENARIO = textwrap.dedent(
 
 
 @contextmanager
-def scenario(redis_url: str, prefix: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
-    env = dict(os.environ, TEST_REDIS_URL=redis_url)
-    env.pop("CACHE_METRICS_PREFIX", None)
-    if prefix is not None:
-        env["CACHE_METRICS_PREFIX"] = prefix
-    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        env.pop(var, None)
+def ready_line(code: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``code`` in a subprocess until it prints ``ready <rest>``; yield the rest,
+    then let it exit (it waits on stdin)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCENARIO],
+        [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -74,19 +71,36 @@ def scenario(redis_url: str, prefix: str | None) -> Iterator[tuple[int, dict[str
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the scenario is done, or it died
+        line = proc.stdout.readline()  # blocks until the subprocess is ready, or it died
         if not line.startswith("ready "):
             proc.kill()
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"scenario did not start: {line!r}\n{err}")
-        _, port, facts = line.split(" ", 2)
-        yield int(port), json.loads(facts)
+            pytest.fail(f"subprocess did not start: {line!r}\n{err}")
+        yield line.removeprefix("ready ").rstrip("\n")
     finally:
         if proc.poll() is None:
             assert proc.stdin is not None
             proc.stdin.write("\n")
             proc.stdin.flush()
             proc.wait(timeout=30)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without the variables setup() reads, plus ``overrides``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CACHE_METRICS_PREFIX"))
+    }
+    return env | overrides
+
+
+@contextmanager
+def scenario(redis_url: str, prefix: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    env = clean_env(TEST_REDIS_URL=redis_url)
+    if prefix is not None:
+        env["CACHE_METRICS_PREFIX"] = prefix
+    with ready_line(SCENARIO, env) as rest:
+        port, facts = rest.split(" ", 1)
+        yield int(port), json.loads(facts)
 
 
 def scrape(port: int) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
@@ -164,3 +178,225 @@ def test_endpoint_names_and_values(redis_url: str, prefix: str | None) -> None:
     assert len(target) == 1
     assert ("service_name", "prom-test") in target[0]
     assert "trace_id" not in text
+
+
+# setup() without Redis: what it chose from its arguments and the OTEL_* environment.
+# argv[1]: setup()'s keyword arguments (JSON); argv[2]: which providers the "application"
+# installs before calling it (none, meter, tracer, both).
+PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import REGISTRY, generate_latest
+    from hiercache.telemetry import setup
+
+    kwargs, preset = json.loads(sys.argv[1]), sys.argv[2]
+    app_meter = app_tracer = None
+    if preset in ("meter", "both"):
+        app_meter = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        metrics.set_meter_provider(app_meter)
+    if preset in ("tracer", "both"):
+        app_tracer = TracerProvider()
+        trace.set_tracer_provider(app_tracer)
+
+    handle = setup(**kwargs)
+    metrics.get_meter("probe").create_counter("probe").add(1)  # something to export
+
+    def exporter_endpoints(provider):
+        processors = getattr(provider, "_active_span_processor", None)
+        found = []
+        for p in getattr(processors, "_span_processors", ()):
+            exporter = getattr(getattr(p, "_batch_processor", p), "_exporter", None)
+            found.append(getattr(exporter, "_endpoint", repr(exporter)))
+        return found
+
+    sdk_config = getattr(handle.meter_provider, "_sdk_config", None)
+    facts = {
+        "idempotent": setup() is handle and setup(service_name="other") is handle,
+        "address": handle.metrics_address,
+        "server": handle.server is not None,
+        "installed": [handle.installed_metrics, handle.installed_traces],
+        "global": [
+            handle.meter_provider is metrics.get_meter_provider(),
+            handle.tracer_provider is trace.get_tracer_provider(),
+        ],
+        "app": [handle.meter_provider is app_meter, handle.tracer_provider is app_tracer],
+        "exemplar_filter": type(getattr(sdk_config, "exemplar_filter", None)).__name__,
+        "otlp": exporter_endpoints(handle.tracer_provider),
+        "resource": dict(getattr(handle.tracer_provider, "resource").attributes)
+        if preset not in ("tracer", "both") else None,
+        "registry_has_target_info": b"target_info" in generate_latest(REGISTRY),
+    }
+    print("ready", json.dumps(facts), flush=True)
+    sys.stdin.readline()
+    handle.shutdown()
+    """
+)
+
+
+@contextmanager
+def probe(env: dict[str, str], preset: str = "none", **kwargs: Any) -> Iterator[dict[str, Any]]:
+    code = PROBE.replace("sys.argv[1]", repr(json.dumps(kwargs))).replace(
+        "sys.argv[2]", repr(preset)
+    )
+    with ready_line(code, env) as rest:
+        yield json.loads(rest)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def target_info(port: int) -> dict[str, str]:
+    _, got = scrape(port)
+    found = [dict(labels) for name, labels in got if name == "target_info"]
+    assert len(found) == 1
+    return found[0]
+
+
+NO_ENDPOINT: dict[str, Any] = {"prometheus": False}
+
+
+def test_port_and_host_from_the_environment_and_idempotence() -> None:
+    port = free_port()
+    env = clean_env(
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1", OTEL_EXPORTER_PROMETHEUS_PORT=str(port)
+    )
+    with probe(env) as facts:
+        assert facts["address"] == ["127.0.0.1", port]
+        assert facts["idempotent"] is True
+        assert facts["installed"] == [True, True]
+        assert facts["global"] == [True, True]
+        assert target_info(port)["service_name"] == "hiercache"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"service_name": "hiercache"}),
+        ({"OTEL_SERVICE_NAME": "env-svc"}, {"service_name": "env-svc"}),
+        (
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=attr-svc,team=cache"},
+            {"service_name": "attr-svc", "team": "cache"},
+        ),
+        (
+            {"OTEL_SERVICE_NAME": "env-svc", "OTEL_RESOURCE_ATTRIBUTES": "team=cache,tier=2"},
+            {"service_name": "env-svc", "team": "cache", "tier": "2"},
+        ),
+        (  # OTEL_SERVICE_NAME takes precedence over a service.name in the attributes
+            {"OTEL_SERVICE_NAME": "env-svc", "OTEL_RESOURCE_ATTRIBUTES": "service.name=attr"},
+            {"service_name": "env-svc"},
+        ),
+    ],
+)
+def test_service_name_and_resource_attributes_from_the_environment(
+    env: dict[str, str], expected: dict[str, str]
+) -> None:
+    with probe(clean_env(**env), prometheus_host="127.0.0.1", prometheus_port=0) as facts:
+        got = target_info(facts["address"][1])
+    assert {k: got.get(k) for k in expected} == expected
+
+
+def test_the_service_name_argument_wins_over_the_environment() -> None:
+    env = clean_env(OTEL_SERVICE_NAME="env-svc", OTEL_RESOURCE_ATTRIBUTES="team=cache")
+    with probe(env, service_name="arg-svc", **NO_ENDPOINT) as facts:
+        assert facts["resource"]["service.name"] == "arg-svc"
+        assert facts["resource"]["team"] == "cache"  # still merged
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "AlwaysOffExemplarFilter"),  # off by default (the SDK's is trace_based)
+        ("always_off", "AlwaysOffExemplarFilter"),
+        ("always_on", "AlwaysOnExemplarFilter"),
+        ("trace_based", "TraceBasedExemplarFilter"),
+        (" Always_On ", "AlwaysOnExemplarFilter"),
+    ],
+)
+def test_exemplar_filter_off_unless_the_environment_asks(value: str | None, expected: str) -> None:
+    env = clean_env() if value is None else clean_env(OTEL_METRICS_EXEMPLAR_FILTER=value)
+    with probe(env, **NO_ENDPOINT) as facts:
+        assert facts["exemplar_filter"] == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs", "expected"),
+    [
+        ({}, {}, []),  # no endpoint configured: no exporter
+        (  # the signal-specific variable is the full URL, used as is
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom/traces"},
+            {},
+            ["http://c:4318/custom/traces"],
+        ),
+        (  # it wins over the generic one
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom/traces",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318",
+            },
+            {},
+            ["http://c:4318/custom/traces"],
+        ),
+        (  # the generic variable is a base URL: /v1/traces is appended
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318"},
+            {},
+            ["http://g:4318/v1/traces"],
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318/base/"},
+            {},
+            ["http://g:4318/base/v1/traces"],
+        ),
+        (  # the argument is a full URL too, used as is, and wins over both variables
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom/traces",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318",
+            },
+            {"otlp_endpoint": "http://a:4318/mine"},
+            ["http://a:4318/mine"],
+        ),
+    ],
+)
+def test_the_otlp_traces_url(
+    env: dict[str, str], kwargs: dict[str, str], expected: list[str]
+) -> None:
+    with probe(clean_env(**env), **NO_ENDPOINT, **kwargs) as facts:
+        assert facts["otlp"] == expected
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_after_the_application_set_its_providers_nothing_is_started() -> None:
+    port = free_port()
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://g:4318")
+    with probe(env, "both", prometheus_host="127.0.0.1", prometheus_port=port) as facts:
+        assert refused(port)  # no endpoint serving some other, empty MeterProvider
+        assert facts["address"] is None
+        assert facts["server"] is False
+        assert facts["registry_has_target_info"] is False  # no PrometheusMetricReader made
+        assert facts["installed"] == [False, False]
+        assert facts["app"] == [True, True]  # the handle points at the application's
+        assert facts["global"] == [True, True]
+        assert facts["otlp"] == []  # nothing added to the application's TracerProvider
+        assert facts["idempotent"] is True
+
+
+def test_each_signal_is_handled_on_its_own() -> None:
+    with probe(clean_env(), "tracer", prometheus_host="127.0.0.1", prometheus_port=0) as facts:
+        assert facts["installed"] == [True, False]
+        assert facts["app"] == [False, True]
+        assert facts["global"] == [True, True]
+        assert target_info(facts["address"][1])["service_name"] == "hiercache"
+    with probe(clean_env(), "meter", prometheus_host="127.0.0.1", prometheus_port=0) as facts:
+        assert facts["installed"] == [False, True]
+        assert facts["app"] == [True, False]
+        assert facts["address"] is None
+        assert facts["resource"]["service.name"] == "hiercache"

@@ -17,6 +17,14 @@ from servers import free_port, run_redis
 PASSWORD = "pw-S3cr3t-9b1f7e"
 
 
+async def put(m: HierarchicalCacheManager, api: str, key: str) -> None:
+    """``set`` through the async or the sync API."""
+    if api == "async":
+        await m.set(key, key)
+    else:
+        m.sync.set(key, key)
+
+
 def warnings_about_redis(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -250,21 +258,14 @@ async def test_redis_that_comes_back_is_used_again_after_the_retry_interval(
         redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False, l2_retry_interval_seconds=5
     )
     m = HierarchicalCacheManager(config, clock=clock)
-
-    async def put(key: str) -> None:
-        if api == "async":
-            await m.set(key, key)
-        else:
-            m.sync.set(key, key)
-
     try:
-        await put("before")  # Redis is down: L1 only
+        await put(m, api, "before")  # Redis is down: L1 only
         with run_redis(port=port) as server:
             raw = redis.Redis.from_url(server.url)
-            await put("too-soon")  # up, but the retry interval has not passed: not probed
+            await put(m, api, "too-soon")  # up, but the retry interval has not passed: not probed
             assert raw.exists("hiercache:too-soon") == 0
             clock.now += 5
-            await put("after")  # probed, live again: written through to Redis
+            await put(m, api, "after")  # probed, live again: written through to Redis
             assert raw.exists("hiercache:after") == 1
             s = await m.get_statistics()
             assert s["l2_redis"]["available"] is True
@@ -308,18 +309,11 @@ async def test_a_redis_restart_costs_no_error_thanks_to_one_reconnect(api: str) 
     port = free_port()
     config = CacheConfig(redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False)
     m = HierarchicalCacheManager(config)
-
-    async def put(key: str) -> None:
-        if api == "async":
-            await m.set(key, key)
-        else:
-            m.sync.set(key, key)
-
     try:
         with run_redis(port=port):
-            await put("first")  # opens a pooled connection
+            await put(m, api, "first")  # opens a pooled connection
         with run_redis(port=port) as again:
-            await put("second")  # the pooled connection is dead: one reconnect, no error
+            await put(m, api, "second")  # the pooled connection is dead: one reconnect, no error
             raw = redis.Redis.from_url(again.url)
             assert raw.exists("hiercache:second") == 1
             raw.close()

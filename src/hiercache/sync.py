@@ -153,14 +153,21 @@ class SyncCache:
             l2 = self._live_l2()
             if l2 is None:
                 return in_l1
-            self.flush()
+            self._flush_pending()
             removed = l2.run_sync(l2.op_delete([key]))
             m.stats.add(S.EVICTION[S.L2, "deleted"], removed)
             return in_l1 or removed > 0
 
     def flush(self) -> None:
+        """Wait until every queued write-behind write has reached Redis."""
         if self.manager.write_behind is not None:
             self.manager.write_behind.flush()
+
+    def _flush_pending(self) -> None:
+        # unsent, not depth: a batch taken off the queue may still be on its way
+        wb = self.manager.write_behind
+        if wb is not None and wb.unsent:
+            wb.flush()
 
     def invalidate_pattern(self, pattern: str) -> int:
         m = self.manager
@@ -168,7 +175,7 @@ class SyncCache:
             removed = set(m._invalidate_l1(pattern))
             l2 = self._live_l2()
             if l2 is not None:
-                self.flush()
+                self._flush_pending()
                 l2_removed = l2.unlink_matching_sync(pattern)
                 m.stats.add(S.EVICTION[S.L2, "invalidated"], len(l2_removed))
                 removed.update(l2_removed)

@@ -64,8 +64,12 @@ def test_demo_reports_the_real_redis_it_used(tmp_path: Path, redis_url: str) -> 
         stored = sum(1 for _ in client.scan_iter(match="hiercache:llm_completion:*"))
     finally:
         client.close()
-    assert stored == int(re.search(r"backend calls: (\d+) of", out).group(1))  # type: ignore[union-attr]
-    assert stored >= rows["backend"] > 0
+    loads = int(re.search(r"backend calls: (\d+) of", out).group(1))  # type: ignore[union-attr]
+    # Every stored result came from a backend call. A prompt can be loaded twice (its first
+    # result still in the write-behind queue and already evicted from the small L1 when the
+    # second caller looked), so distinct stored keys can be fewer than the calls.
+    assert 0 < stored <= loads
+    assert loads >= rows["backend"] > 0
 
 
 def test_cli_main_in_process(

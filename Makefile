@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench stack system-deps clean
+.PHONY: demo test lint unasync bench stack system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,14 @@ system-deps:
 	fi
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	PATH=$(VENV)/bin:$$PATH $(PY) scripts/unasync.py --check
 	$(VENV)/bin/mypy --strict src
+
+# The sync front (src/hiercache/_sync/) is generated from the async one: edit _async/, then this.
+unasync: $(VENV)/.installed
+	PATH=$(VENV)/bin:$$PATH $(PY) scripts/unasync.py
 
 test: system-deps lint
 	$(VENV)/bin/pytest --cov=hiercache --cov-report=term-missing

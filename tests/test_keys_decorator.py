@@ -546,7 +546,7 @@ async def test_thousand_concurrent_calls_one_backend_call(redis_url: str) -> Non
     )
     entered = 0
     all_in = asyncio.Event()
-    real_do = manager._flight.do
+    real_do = manager._flight.ado
 
     async def counting_do(key: str, load: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
         # Every caller missed L1 and L2 and reached the single-flight.
@@ -556,7 +556,7 @@ async def test_thousand_concurrent_calls_one_backend_call(redis_url: str) -> Non
             all_in.set()
         return await real_do(key, load)
 
-    manager._flight.do = counting_do  # type: ignore[method-assign]
+    manager._flight.ado = counting_do  # type: ignore[method-assign]
     calls = 0
 
     @cache_operation(cache_key="llm", cache=manager)

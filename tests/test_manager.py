@@ -453,14 +453,14 @@ async def test_register_warmer_reruns_in_the_background(redis_url: str) -> None:
 
     try:
         m.register_warmer(keys, operation)
-        assert m._warming_task is None  # starts with the manager
+        assert not m._warmer.running  # starts with the manager
         await m.initialize()
         await asyncio.wait_for(second_run.wait(), timeout=10)
         assert runs >= 2
         assert await m.get("w:2") is not None
     finally:
         await m.close()
-    assert m._warming_task is None
+    assert not m._warmer.running
 
 
 async def test_close_stops_a_warmer_whose_cancellation_is_swallowed(redis_url: str) -> None:
@@ -490,7 +490,7 @@ async def test_close_stops_a_warmer_whose_cancellation_is_swallowed(redis_url: s
         await blocked.wait()
     finally:
         await asyncio.wait_for(m.close(), timeout=5)
-    assert m._warming_task is None
+    assert not m._warmer.running
     assert calls_made == 2
 
 
@@ -499,7 +499,7 @@ async def test_register_warmer_does_nothing_when_warming_disabled(redis_url: str
     try:
         await m.initialize()
         m.register_warmer(["a"], lambda k: 1)
-        assert m._warming_task is None
+        assert not m._warmer.running
         assert await m.get("a") is None
     finally:
         await m.close()

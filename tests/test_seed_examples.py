@@ -473,7 +473,7 @@ async def check_8(env: Env) -> None:
     cache = env.ns["cache"]
     assert cache.config.serialization_format.value == "pickle"
     assert cache.config.l1_strategy is CacheStrategy.LRU
-    assert cache._l2_live  # CACHE_REDIS_URL points it at the test Redis
+    assert cache.core.health.live  # CACHE_REDIS_URL points it at the test Redis
 
 
 async def check_9(env: Env) -> None:
@@ -590,7 +590,7 @@ async def check_22(env: Env) -> None:
 async def check_23(env: Env) -> None:
     cache = env.ns["cache"]
     assert cache.config.hierarchical_caching is True
-    assert cache._l2_live
+    assert cache.core.health.live
 
 
 async def check_26(env: Env) -> None:
@@ -720,7 +720,7 @@ async def test_seed_example_runs(
     finally:
         for value in list(ns.values()):
             if isinstance(value, HierarchicalCacheManager) and value is not (
-                hiercache.manager._default_manager
+                hiercache.default._default
             ):
                 await value.close()
 

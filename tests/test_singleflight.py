@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from hiercache import singleflight
-from hiercache.singleflight import AsyncSingleFlight, ThreadSingleFlight
+from hiercache.singleflight import SingleFlight
 
 
 class Boom(Exception):
@@ -17,17 +16,17 @@ class Boom(Exception):
 
 
 async def join(
-    flight: AsyncSingleFlight, key: str, load: Any, started: asyncio.Event
+    flight: SingleFlight, key: str, load: Any, started: asyncio.Event
 ) -> tuple[Any, bool]:
-    """Call ``do``; ``started`` is set just before, and the caller resumes only after this
+    """Call ``ado``; ``started`` is set just before, and the caller resumes only after this
     task has suspended inside ``do`` (an event wakes its waiters on a later loop turn)."""
     started.set()
-    return await flight.do(key, load)
+    return await flight.ado(key, load)
 
 
 # -- asyncio -----------------------------------------------------------------------
 async def test_one_load_result_shared() -> None:
-    flight = AsyncSingleFlight()
+    flight = SingleFlight()
     gate, in_load = asyncio.Event(), asyncio.Event()
     calls = 0
 
@@ -38,7 +37,7 @@ async def test_one_load_result_shared() -> None:
         await gate.wait()
         return "value"
 
-    leader = asyncio.create_task(flight.do("k", load))
+    leader = asyncio.create_task(flight.ado("k", load))
     await in_load.wait()
     assert flight.is_loading("k")
     waiters = []
@@ -54,7 +53,7 @@ async def test_one_load_result_shared() -> None:
 
 
 async def test_different_keys_do_not_share() -> None:
-    flight = AsyncSingleFlight()
+    flight = SingleFlight()
 
     async def load_a() -> str:
         return "a"
@@ -62,14 +61,14 @@ async def test_different_keys_do_not_share() -> None:
     async def load_b() -> str:
         return "b"
 
-    assert await asyncio.gather(flight.do("a", load_a), flight.do("b", load_b)) == [
+    assert await asyncio.gather(flight.ado("a", load_a), flight.ado("b", load_b)) == [
         ("a", False),
         ("b", False),
     ]
 
 
 async def test_error_reaches_all_waiters_and_is_not_remembered() -> None:
-    flight = AsyncSingleFlight()
+    flight = SingleFlight()
     gate, in_load = asyncio.Event(), asyncio.Event()
     calls = 0
 
@@ -80,7 +79,7 @@ async def test_error_reaches_all_waiters_and_is_not_remembered() -> None:
         await gate.wait()
         raise Boom("backend down")
 
-    leader = asyncio.create_task(flight.do("k", failing))
+    leader = asyncio.create_task(flight.ado("k", failing))
     await in_load.wait()
     waiters = []
     for _ in range(3):
@@ -96,11 +95,11 @@ async def test_error_reaches_all_waiters_and_is_not_remembered() -> None:
     async def ok() -> str:
         return "recovered"
 
-    assert await flight.do("k", ok) == ("recovered", False)  # the error was not kept
+    assert await flight.ado("k", ok) == ("recovered", False)  # the error was not kept
 
 
 async def test_cancelled_leader_lets_a_waiter_take_over() -> None:
-    flight = AsyncSingleFlight()
+    flight = SingleFlight()
     in_load = asyncio.Event()
     never = asyncio.Event()
 
@@ -116,7 +115,7 @@ async def test_cancelled_leader_lets_a_waiter_take_over() -> None:
         waiter_loads += 1
         return "from waiter"
 
-    leader = asyncio.create_task(flight.do("k", stuck))
+    leader = asyncio.create_task(flight.ado("k", stuck))
     await in_load.wait()
     started = asyncio.Event()
     waiter = asyncio.create_task(join(flight, "k", waiter_load, started))
@@ -131,7 +130,7 @@ async def test_cancelled_leader_lets_a_waiter_take_over() -> None:
 
 
 async def test_cancelled_waiter_does_not_cancel_the_load() -> None:
-    flight = AsyncSingleFlight()
+    flight = SingleFlight()
     gate, in_load = asyncio.Event(), asyncio.Event()
 
     async def load() -> str:
@@ -139,7 +138,7 @@ async def test_cancelled_waiter_does_not_cancel_the_load() -> None:
         await gate.wait()
         return "done"
 
-    leader = asyncio.create_task(flight.do("k", load))
+    leader = asyncio.create_task(flight.ado("k", load))
     await in_load.wait()
     started = asyncio.Event()
     waiter = asyncio.create_task(join(flight, "k", load, started))
@@ -151,48 +150,117 @@ async def test_cancelled_waiter_does_not_cancel_the_load() -> None:
     assert await leader == ("done", False)
 
 
-async def test_a_future_from_another_loop_is_ignored() -> None:
-    flight = AsyncSingleFlight()
-    other_loop = asyncio.new_event_loop()
-    try:
-        flight._calls["k"] = other_loop.create_future()
+def waiters(flight: SingleFlight, key: str) -> int:
+    """Callers blocked on the flight of ``key`` (0 when there is none)."""
+    found = flight._flights.get(key)
+    return 0 if found is None else len(found.waiters)
 
-        async def load() -> int:
-            return 1
 
-        assert await flight.do("k", load) == (1, False)
-    finally:
-        other_loop.close()
+def wait_until(predicate: Any, timeout: float = 30) -> None:
+    """Block until ``predicate()``: polled on a condition, never a fixed sleep."""
+    cond = threading.Condition()
+    with cond:
+        assert cond.wait_for(predicate, timeout=timeout)
+
+
+# -- both fronts -----------------------------------------------------------------------
+async def test_a_thread_waits_on_an_async_leader() -> None:
+    flight = SingleFlight()
+    gate = asyncio.Event()
+    calls = 0
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "from-async"
+
+    leader = asyncio.create_task(flight.ado("k", load))
+    await asyncio.sleep(0)
+    assert flight.is_loading("k")
+    thread_out: list[Any] = []
+    worker = threading.Thread(target=lambda: thread_out.append(flight.do("k", lambda: "own")))
+    worker.start()
+    while waiters(flight, "k") < 1:  # the thread has joined the flight
+        await asyncio.sleep(0)
+    gate.set()
+    assert await leader == ("from-async", False)
+    await asyncio.to_thread(worker.join, 30)
+    assert thread_out == [("from-async", True)]
+    assert calls == 1
+
+
+async def test_a_task_waits_on_a_thread_leader() -> None:
+    flight = SingleFlight()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def load() -> str:
+        entered.set()
+        assert release.wait(timeout=30)
+        return "from-thread"
+
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(flight.do("k", load)))
+    worker.start()
+    await asyncio.to_thread(entered.wait, 30)
+
+    async def never() -> str:
+        raise AssertionError("the thread leads this flight")
+
+    waiter = asyncio.create_task(flight.ado("k", never))
+    while waiters(flight, "k") < 1:
+        await asyncio.sleep(0)
+    release.set()
+    assert await waiter == ("from-thread", True)
+    await asyncio.to_thread(worker.join, 30)
+    assert out == [("from-thread", False)]
+
+
+async def test_waiters_on_another_event_loop_are_woken() -> None:
+    flight = SingleFlight()
+    gate = asyncio.Event()
+
+    async def load() -> int:
+        await gate.wait()
+        return 7
+
+    leader = asyncio.create_task(flight.ado("k", load))
+    await asyncio.sleep(0)
+    out: list[Any] = []
+
+    async def other_loop_waiter() -> None:
+        out.append(await flight.ado("k", load))
+
+    worker = threading.Thread(target=lambda: asyncio.run(other_loop_waiter()))
+    worker.start()
+    while waiters(flight, "k") < 1:
+        await asyncio.sleep(0)
+    gate.set()
+    assert await leader == (7, False)
+    await asyncio.to_thread(worker.join, 30)
+    assert out == [(7, True)]
+
+
+def test_a_thread_never_waits_on_its_own_flight() -> None:
+    """A loader that re-enters for its own key loads again instead of deadlocking."""
+    flight = SingleFlight()
+    depth = 0
+
+    def load() -> int:
+        nonlocal depth
+        depth += 1
+        if depth == 1:
+            return flight.do("k", load)[0] + 1
+        return 1
+
+    assert flight.do("k", load) == (2, False)
+    assert not flight.is_loading("k")
 
 
 # -- threads -----------------------------------------------------------------------
-class CountingEvent(threading.Event):
-    """An Event that reports how many threads are blocked in ``wait``."""
-
-    waiting = 0
-    cond = threading.Condition()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with CountingEvent.cond:
-            CountingEvent.waiting += 1
-            CountingEvent.cond.notify_all()
-        return super().wait(timeout)
-
-
-@pytest.fixture
-def counted_calls(monkeypatch: pytest.MonkeyPatch) -> type[CountingEvent]:
-    class Call(singleflight._Call):
-        def __init__(self) -> None:
-            super().__init__()
-            self.done = CountingEvent()
-
-    CountingEvent.waiting = 0
-    monkeypatch.setattr(singleflight, "_Call", Call)
-    return CountingEvent
-
-
 def run_threads(
-    flight: ThreadSingleFlight, n: int, key: str, load: Any
+    flight: SingleFlight, n: int, key: str, load: Any
 ) -> tuple[list[threading.Thread], list[Any]]:
     out: list[Any] = [None] * n
 
@@ -208,8 +276,8 @@ def run_threads(
     return threads, out
 
 
-def test_threads_share_one_load(counted_calls: type[CountingEvent]) -> None:
-    flight = ThreadSingleFlight()
+def test_threads_share_one_load() -> None:
+    flight = SingleFlight()
     release = threading.Event()
     calls = 0
 
@@ -220,8 +288,7 @@ def test_threads_share_one_load(counted_calls: type[CountingEvent]) -> None:
         return "v"
 
     threads, out = run_threads(flight, 6, "k", load)
-    with counted_calls.cond:
-        assert counted_calls.cond.wait_for(lambda: counted_calls.waiting == 5, timeout=30)
+    wait_until(lambda: waiters(flight, "k") == 5)
     release.set()
     for t in threads:
         t.join(timeout=30)
@@ -229,10 +296,8 @@ def test_threads_share_one_load(counted_calls: type[CountingEvent]) -> None:
     assert sorted(out, key=lambda r: r[1]) == [("v", False)] + [("v", True)] * 5
 
 
-def test_thread_error_reaches_all_waiters_and_is_not_remembered(
-    counted_calls: type[CountingEvent],
-) -> None:
-    flight = ThreadSingleFlight()
+def test_thread_error_reaches_all_waiters_and_is_not_remembered() -> None:
+    flight = SingleFlight()
     release = threading.Event()
     calls = 0
 
@@ -243,8 +308,7 @@ def test_thread_error_reaches_all_waiters_and_is_not_remembered(
         raise Boom("nope")
 
     threads, out = run_threads(flight, 4, "k", failing)
-    with counted_calls.cond:
-        assert counted_calls.cond.wait_for(lambda: counted_calls.waiting == 3, timeout=30)
+    wait_until(lambda: waiters(flight, "k") == 3)
     release.set()
     for t in threads:
         t.join(timeout=30)

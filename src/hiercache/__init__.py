@@ -12,24 +12,22 @@ Quick start::
     async def list_models() -> list[str]: ...
 """
 
+from hiercache._sync.cache import SyncCache
+from hiercache.core import MISS
 from hiercache.decorator import cache_operation
+from hiercache.default import get_cache_manager, set_cache_manager
 from hiercache.errors import (
     CacheError,
     CacheKeyBuildError,
     CorruptValueError,
     InvalidKeyError,
+    InvalidTTLError,
     SerializationError,
 )
-from hiercache.manager import (
-    MISS,
-    HierarchicalCacheManager,
-    get_cache_manager,
-    set_cache_manager,
-)
+from hiercache.manager import HierarchicalCacheManager
 from hiercache.memory import EvictionReason
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.settings import CacheConfig, CacheStrategy, L2Backend, SerializationFormat, TraceKeys
-from hiercache.sync import SyncCache
 
 __all__ = [
     "MISS",
@@ -41,6 +39,7 @@ __all__ = [
     "EvictionReason",
     "HierarchicalCacheManager",
     "InvalidKeyError",
+    "InvalidTTLError",
     "L2Backend",
     "RedisCacheBackend",
     "SerializationError",

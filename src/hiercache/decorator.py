@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
+from hiercache.default import get_cache_manager
 from hiercache.keys import KeyBuilder
-
-if TYPE_CHECKING:
-    from hiercache.manager import HierarchicalCacheManager
+from hiercache.manager import HierarchicalCacheManager
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,8 +40,6 @@ def cache_operation(
             return builder.key(args, kwargs)
 
         def manager() -> HierarchicalCacheManager:
-            from hiercache.manager import HierarchicalCacheManager, get_cache_manager
-
             if cache is None:
                 return get_cache_manager()
             return cache if isinstance(cache, HierarchicalCacheManager) else cache()

@@ -16,6 +16,15 @@ class InvalidKeyError(CacheError, ValueError):
         self.key = key
 
 
+class InvalidTTLError(CacheError, ValueError):
+    """A TTL is not a finite number of seconds > 0 that Redis accepts; nothing was cached."""
+
+    def __init__(self, key: str, ttl: object, reason: str) -> None:
+        super().__init__(f"invalid ttl_seconds {ttl!r} for key {key!r}: {reason}")
+        self.key = key
+        self.ttl = ttl
+
+
 class SerializationError(CacheError, TypeError):
     """A value cannot be encoded with the configured serializer; nothing was cached."""
 
@@ -38,3 +47,36 @@ class CacheKeyBuildError(CacheError, TypeError):
         )
         self.function = function
         self.argument = argument
+
+
+class MissingExtraError(CacheError, ImportError):
+    """A setting needs an optional dependency that is not installed; names the extra to add."""
+
+    def __init__(self, setting: str, extra: str, missing: str) -> None:
+        super().__init__(
+            f"{setting} needs the {missing!r} package, which is not installed: "
+            f"pip install '{extra}'",
+            name=missing,
+        )
+        self.setting = setting
+        self.extra = extra
+        self.missing = missing
+
+
+class ValueTooLargeError(SerializationError):
+    """A value's encoded size exceeds ``max_value_bytes``; nothing was cached."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(key, f"its encoding is {size} bytes, over max_value_bytes={limit}")
+        self.size = size
+        self.limit = limit
+
+
+class IncompatibleValueError(CacheError):
+    """A stored payload was written by a newer hiercache (or with a signing key this process
+    does not hold): a clean miss, counted apart from corruption. Not a ``CorruptValueError``."""
+
+
+class UnknownSigningKeyError(IncompatibleValueError):
+    """A signed pickle frame names a signing key this process does not hold (rotation, or
+    another process's random key): never unpickled, a miss, not corruption."""

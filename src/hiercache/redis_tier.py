@@ -1,7 +1,8 @@
 """The L2 Redis tier: raw payload bytes in Redis, with per-operation timeouts.
 
 Each operation is one round trip, built once as a pipeline recipe and run by either the
-asyncio client or the sync client, so both APIs share the same commands. Failures are
+asyncio client (``arun``) or the sync client (``run``), so both APIs share the same
+commands. Every outcome is reported to the cache's ``L2Health``. Failures are
 counted by type and turned into the operation's fallback (a miss, a no-op): a Redis
 outage never raises into the caller.
 """
@@ -9,11 +10,10 @@ outage never raises into the caller.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -26,15 +26,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from hiercache import stats as S
+from hiercache.health import L2Health
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
 
-log = logging.getLogger("hiercache")
 T = TypeVar("T")
 SCAN_COUNT = 1000
 #: (payload, remaining TTL in seconds or None when the key has no expiry)
 Fetched = tuple[bytes | None, float | None]
+#: What a miss (or an unreachable L2) fetches.
+NOTHING: Final[Fetched] = (None, None)
 
 
 def escape_glob(text: str) -> str:
@@ -86,6 +88,7 @@ class RedisCacheBackend:
         *,
         stats: CacheStats | None = None,
         telemetry: CacheTelemetry | None = None,
+        health: L2Health | None = None,
     ) -> None:
         self.config = config = config or CacheConfig()
         self.prefix = config.key_prefix
@@ -93,7 +96,9 @@ class RedisCacheBackend:
         self.telemetry = telemetry or CacheTelemetry(
             config.model_copy(update={"telemetry_enabled": False}), self.stats, dict
         )
-        self.available = False
+        self.health = health or L2Health(
+            config.redis_target, config.name, config.l2_retry_interval_seconds
+        )
         self._aclient: redis.asyncio.Redis | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._sclient: redis.Redis | None = None
@@ -102,6 +107,11 @@ class RedisCacheBackend:
 
     def __repr__(self) -> str:
         return f"RedisCacheBackend({self.config.redis_target!r}, available={self.available})"
+
+    @property
+    def available(self) -> bool:
+        """Whether the last operation reached Redis (see ``health``)."""
+        return self.health.up
 
     # -- clients ---------------------------------------------------------------------
     def _make(self, cls: Any) -> Any:
@@ -141,12 +151,11 @@ class RedisCacheBackend:
         )  # fmt: skip
 
     def _make_embedded(self, cls: Any) -> Any:
-        import fakeredis
+        from .embedded import EmbeddedServer  # needs the hiercache[embedded] extra
 
         if self._embedded_server is None:
-            self._embedded_server = fakeredis.FakeServer()
-        fake = fakeredis.FakeAsyncRedis if cls is redis.asyncio.Redis else fakeredis.FakeRedis
-        return fake(server=self._embedded_server)
+            self._embedded_server = EmbeddedServer()
+        return self._embedded_server.client(asynchronous=cls is redis.asyncio.Redis)
 
     def async_client(self) -> redis.asyncio.Redis:
         """The asyncio client of the running loop (a new loop gets a new pool)."""
@@ -167,16 +176,14 @@ class RedisCacheBackend:
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(exc)
         self.stats.add(S.L2_ERROR[kind])
-        if kind == "connection" and self.available:
-            log.warning("hiercache: Redis at %s unreachable (%s)", self.config.redis_target, kind)
-        if kind == "connection":
-            self.available = False
+        self.health.failed(kind)
 
     def _succeeded(self, op: _Op[Any], started: float) -> None:
-        self.available = True
+        self.health.succeeded()
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
 
-    async def run(self, op: _Op[T]) -> T:
+    async def arun(self, op: _Op[T]) -> T:
+        """Run one round trip on the asyncio client; a failure returns ``op.fallback``."""
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
@@ -189,7 +196,8 @@ class RedisCacheBackend:
         self._succeeded(op, started)
         return op.parse(replies)
 
-    def run_sync(self, op: _Op[T]) -> T:
+    def run(self, op: _Op[T]) -> T:
+        """Run one round trip on the sync client; a failure returns ``op.fallback``."""
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
@@ -216,7 +224,7 @@ class RedisCacheBackend:
             p.get(rk)
             p.pttl(rk)
 
-        return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), (None, None))
+        return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), NOTHING)
 
     def op_get_many(self, keys: Sequence[str]) -> _Op[list[Fetched]]:
         rks = [self.k(k) for k in keys]
@@ -229,7 +237,7 @@ class RedisCacheBackend:
         def parse(r: list[Any]) -> list[Fetched]:
             return [(v, _ttl(t)) for v, t in zip(r[0], r[1:])]
 
-        return _Op("MGET", "get_many", build, parse, [(None, None)] * len(rks), len(rks))
+        return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks))
 
     def op_set_many(self, items: Iterable[tuple[str, bytes, float]]) -> _Op[bool]:
         """SET each (key, payload, ttl_seconds) with PX, in one pipeline."""
@@ -263,31 +271,10 @@ class RedisCacheBackend:
             len(raw_keys),
         )  # fmt: skip
 
-    # -- pattern deletion (SCAN + UNLINK in batches, never KEYS) -----------------------
-    def _unprefixed(self, raw_keys: list[bytes]) -> list[str]:
+    def unprefixed(self, raw_keys: list[bytes]) -> list[str]:
+        """Cache keys of raw Redis keys found by ``op_scan``."""
         cut = len(self.prefix.encode())
         return [k[cut:].decode("utf-8", "replace") for k in raw_keys]
-
-    async def unlink_matching(self, pattern: str) -> list[str]:
-        """UNLINK every key matching ``pattern`` (under the prefix); returns the keys."""
-        cursor, removed = 0, list[str]()
-        while True:
-            cursor, found = await self.run(self.op_scan(cursor, pattern))
-            unlinked = await self.run(self.op_unlink_raw(found)) if found else 0
-            if unlinked:
-                removed += self._unprefixed(found)
-            if cursor == 0:
-                return removed
-
-    def unlink_matching_sync(self, pattern: str) -> list[str]:
-        cursor, removed = 0, list[str]()
-        while True:
-            cursor, found = self.run_sync(self.op_scan(cursor, pattern))
-            unlinked = self.run_sync(self.op_unlink_raw(found)) if found else 0
-            if unlinked:
-                removed += self._unprefixed(found)
-            if cursor == 0:
-                return removed
 
     async def aclose(self) -> None:
         if self._aclient is not None:
@@ -297,7 +284,7 @@ class RedisCacheBackend:
                 pass
             self._aclient = None
 
-    def close_sync(self) -> None:
+    def close(self) -> None:
         if self._sclient is not None:
             self._sclient.close()
             self._sclient = None

@@ -1,8 +1,8 @@
 """Settings: ``CacheConfig`` is read from keyword arguments, the environment and ``.env``.
 
-Every field is also settable as ``CACHE_<FIELD>``; the seed guide's own variable names
-(``CACHE_L1_SIZE``, ``CACHE_L1_TTL``, ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_PASSWORD``,
-``REDIS_URL``) are accepted as aliases.
+Every field is also settable as ``CACHE_<FIELD>``; the variable names of the caching guide
+this API follows (``CACHE_L1_SIZE``, ``CACHE_L1_TTL``, ``REDIS_HOST``, ``REDIS_PORT``,
+``REDIS_PASSWORD``, ``REDIS_URL``) are accepted as aliases.
 """
 
 from __future__ import annotations

@@ -1,13 +1,21 @@
 """Single-flight: concurrent loads of one key run the loader once per process.
 
-``AsyncSingleFlight`` coalesces asyncio tasks, ``ThreadSingleFlight`` coalesces threads.
-``do`` returns ``(result, shared)``; ``shared`` is True for callers that waited on
-another caller's load. A failure reaches every waiter and is never remembered.
+One ``SingleFlight`` per cache serves both fronts: asyncio tasks (``ado``) on any event
+loop and threads (``do``) join the same flight, so one key loaded from the async and the
+sync API at once is loaded once. Each call returns ``(result, shared)``; ``shared`` is
+True for callers that waited on another caller's load. A failure reaches every waiter
+and is never remembered.
+
+A leader that is cancelled (asyncio) abandons its flight: waiters then start over and one
+of them leads. A thread never waits on a flight led from its own thread (an event loop
+running in it, or a loader that re-enters the cache for its own key): that would
+deadlock, so it loads on its own instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,75 +23,118 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class AsyncSingleFlight:
-    def __init__(self) -> None:
-        self._calls: dict[str, asyncio.Future[Any]] = {}
+class _Flight:
+    """One load in progress: its outcome and whoever waits for it."""
 
-    def is_loading(self, key: str) -> bool:
-        return key in self._calls
-
-    async def do(self, key: str, load: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        loop = asyncio.get_running_loop()
-        while True:
-            fut = self._calls.get(key)
-            if fut is None or fut.get_loop() is not loop:
-                break
-            try:
-                return await asyncio.shield(fut), True
-            except asyncio.CancelledError:
-                if not fut.cancelled():
-                    raise
-                # The leader was cancelled, not us: take over the load.
-        fut = self._calls[key] = loop.create_future()
-        try:
-            result = await load()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                fut.cancel()
-            else:
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            fut.set_result(result)
-            return result, False
-        finally:
-            if self._calls.get(key) is fut:
-                del self._calls[key]
-
-
-class _Call:
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("abandoned", "done", "error", "result", "thread", "waiters")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = False
+        self.abandoned = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.thread = threading.get_ident()
+        self.waiters: list[Callable[[], object]] = []
 
 
-class ThreadSingleFlight:
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class SingleFlight:
+    """Coalesces loads of one key across asyncio tasks and threads."""
+
     def __init__(self) -> None:
-        self._calls: dict[str, _Call] = {}
+        self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
 
-    def do(self, key: str, load: Callable[[], T]) -> tuple[T, bool]:
+    def is_loading(self, key: str) -> bool:
+        return key in self._flights
+
+    def _join(self, key: str) -> tuple[_Flight, bool]:
+        """The flight of ``key`` and whether the caller leads it (a new flight)."""
         with self._lock:
-            call = self._calls.get(key)
-            leader = call is None
-            if call is None:
-                call = self._calls[key] = _Call()
-        if not leader:
-            call.done.wait()
-            if call.error is not None:
-                raise call.error
-            return call.result, True
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                return flight, True
+            return flight, False
+
+    def _listen(self, flight: _Flight, wake: Callable[[], object]) -> None:
+        """Call ``wake`` once ``flight`` is over (at once if it already is)."""
+        with self._lock:
+            if not flight.done:
+                flight.waiters.append(wake)
+                return
+        wake()
+
+    def _finish(
+        self,
+        key: str,
+        flight: _Flight,
+        result: Any = None,
+        error: BaseException | None = None,
+        abandoned: bool = False,
+    ) -> None:
+        with self._lock:
+            flight.result, flight.error, flight.abandoned = result, error, abandoned
+            flight.done = True
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            waiters, flight.waiters = flight.waiters, []
+        for wake in waiters:
+            try:
+                wake()
+            except RuntimeError:  # a waiter's event loop is closed: nobody left to wake
+                pass
+
+    @staticmethod
+    def _outcome(flight: _Flight) -> tuple[Any, bool]:
+        if flight.error is not None:
+            raise flight.error
+        return flight.result, True
+
+    async def ado(self, key: str, load: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """Run ``load`` unless a load of ``key`` is under way; then share its outcome."""
+        while True:
+            flight, leader = self._join(key)
+            if leader:
+                break
+            loop = asyncio.get_running_loop()
+            woken: asyncio.Future[None] = loop.create_future()
+            self._listen(flight, functools.partial(loop.call_soon_threadsafe, _settle, woken))
+            await woken  # a cancelled waiter leaves the flight alone
+            if not flight.abandoned:
+                return self._outcome(flight)
         try:
-            call.result = load()
-        except BaseException as exc:
-            call.error = exc
+            result = await load()
+        except asyncio.CancelledError:
+            self._finish(key, flight, abandoned=True)
             raise
-        finally:
-            with self._lock:
-                del self._calls[key]
-            call.done.set()
-        return call.result, False
+        except BaseException as exc:
+            self._finish(key, flight, error=exc)
+            raise
+        self._finish(key, flight, result)
+        return result, False
+
+    def do(self, key: str, load: Callable[[], T]) -> tuple[T, bool]:
+        """The blocking twin of ``ado``, for threads."""
+        while True:
+            flight, leader = self._join(key)
+            if leader:
+                break
+            if flight.thread == threading.get_ident():
+                return load(), False  # waiting on ourselves would never end
+            woken = threading.Event()
+            self._listen(flight, woken.set)
+            woken.wait()
+            if not flight.abandoned:
+                return self._outcome(flight)
+        try:
+            result = load()
+        except BaseException as exc:
+            self._finish(key, flight, error=exc)
+            raise
+        self._finish(key, flight, result)
+        return result, False

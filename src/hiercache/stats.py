@@ -37,7 +37,7 @@ _layout = _Layout()
 HIT: Final = {
     (lvl, op): _layout.add("hits", level=lvl, operation=op) for lvl in LEVELS for op in OPERATIONS
 }
-MISS: Final = {op: _layout.add("misses", operation=op) for op in OPERATIONS}
+MISSES: Final = {op: _layout.add("misses", operation=op) for op in OPERATIONS}
 PROMOTION: Final = _layout.add("promotions")
 EVICTION: Final = {
     (lvl, r): _layout.add("evictions", level=lvl, reason=r)

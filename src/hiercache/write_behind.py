@@ -10,6 +10,7 @@ queued is lost on a clean shutdown. The flusher never dies of a failed batch, so
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import queue
@@ -77,6 +78,16 @@ class WriteBehindQueue:
         self._queue.put((_BARRIER, done))
         done.wait()
 
+    async def aflush(self) -> None:
+        """``flush`` without blocking the event loop."""
+        if self._thread is not None:
+            await asyncio.to_thread(self.flush)
+
+    async def aclose(self) -> None:
+        """``close`` without blocking the event loop."""
+        if self._thread is not None:
+            await asyncio.to_thread(self.close)
+
     def close(self) -> None:
         if self._thread is None:
             return
@@ -111,7 +122,7 @@ class WriteBehindQueue:
                 return
 
     def _send(self, writes: list[tuple[Any, ...]]) -> None:
-        ok = self.backend.run_sync(self.backend.op_set_many((w[1], w[2], w[3]) for w in writes))
+        ok = self.backend.run(self.backend.op_set_many((w[1], w[2], w[3]) for w in writes))
         if not ok:
             self.dropped += len(writes)
             log.warning("hiercache: dropped %d write-behind writes: Redis unavailable", len(writes))

@@ -1,0 +1,20 @@
+"""``AsyncCache``: the whole asyncio front (``HierarchicalCacheManager`` builds on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hiercache._async.warming import AsyncWarmer
+from hiercache.report import statistics
+
+
+class AsyncCache(AsyncWarmer):
+    """One front of a cache: every operation, over a shared ``CacheCore``."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts and ratios since start (see ``get_statistics``)."""
+        return statistics(self.core)
+
+    async def get_statistics(self) -> dict[str, Any]:
+        """Hit ratios per tier and overall, entries, memory, evictions by reason, promotions."""
+        return self.statistics()

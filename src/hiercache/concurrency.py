@@ -1,0 +1,116 @@
+"""The few primitives that differ between the asyncio and the blocking front, in pairs.
+
+The fronts are one source (``_async/``) and its generated twin (``_sync/``, see
+``scripts/unasync.py``): where the async code says ``await aresolve(x)`` or
+``AsyncBackground``, the sync code says ``resolve(x)`` or ``SyncBackground``. Every pair
+below is that substitution's other half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def aresolve(result: Awaitable[T] | T) -> T:
+    """Await ``result`` if a caller's function returned an awaitable (sync ones are fine)."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def resolve(result: T) -> T:
+    """A sync function's result; an awaitable is refused (it needs the async API)."""
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of the error
+        raise TypeError(
+            "the sync API got an awaitable from a loader; "
+            "use the async API (await cache.get_or_load(...)) for async loaders"
+        )
+    return result
+
+
+async def agather_limited(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run ``calls`` concurrently, at most ``limit`` at once; results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+def gather_limited(calls: Sequence[Callable[[], T]], limit: int) -> list[T]:
+    """Run ``calls`` one after another (a thread has no cheaper concurrency)."""
+    return [call() for call in calls]
+
+
+class AsyncBackground:
+    """One background loop as a task on the running event loop."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self, run: Callable[[], Awaitable[Any]]) -> None:
+        self._stopped = False
+        self._task = asyncio.get_running_loop().create_task(run())  # type: ignore[arg-type]
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # The flag ends the loop even if the cancellation is swallowed on the way
+            # (redis-py's asyncio client can lose one that lands mid-command).
+            self._stopped = True
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+class SyncBackground:
+    """One background loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self, run: Callable[[], Any]) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, name="hiercache-background", daemon=True)
+        self._thread.start()
+
+    def pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join()
+            self._thread = None

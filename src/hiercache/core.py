@@ -1,0 +1,229 @@
+"""The core of a cache: the parts both fronts share, and the steps that need no I/O.
+
+``HierarchicalCacheManager`` (asyncio) and its ``.sync`` twin are two fronts over one
+``CacheCore``: one L1, one set of counters, one single-flight, one L2 health and one L2
+backend (which holds a client per front). The fronts do the I/O (``_async/`` and the
+generated ``_sync/``); what a step decides from data alone lives here, written once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Final
+
+from hiercache import stats as S
+from hiercache.codec import Codec
+from hiercache.errors import CorruptValueError, InvalidKeyError, SerializationError
+from hiercache.health import L2Health
+from hiercache.memory import EvictionReason, MemoryTier
+from hiercache.redis_tier import Fetched, RedisCacheBackend
+from hiercache.settings import CacheConfig, L2Backend
+from hiercache.singleflight import SingleFlight
+from hiercache.stats import CacheStats
+from hiercache.telemetry import CacheTelemetry
+from hiercache.validation import check_key, check_ttl
+from hiercache.write_behind import WriteBehindQueue
+
+log = logging.getLogger("hiercache")
+
+#: One L2 write: (key, encoded payload, TTL in seconds).
+Row = tuple[str, bytes, float]
+#: A registered warmer: the keys (or a function returning them) and the loader.
+Warmer = tuple[Any, Callable[[str], Any]]
+
+
+class _Missing:
+    """The ``MISS`` sentinel: pass it as ``default`` to tell a cached None from a miss."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISS: Final = _Missing()
+_NOT_TRACED: Final = nullcontext()
+
+
+class CacheCore:
+    """Everything one cache holds, shared by its async and sync fronts."""
+
+    def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.stats = CacheStats()
+        self.codec = Codec.from_config(config)
+        self.telemetry = CacheTelemetry(config, self.stats, self.gauges)
+        self.l1 = MemoryTier(
+            config.l1_max_size,
+            max_bytes=config.l1_max_bytes,
+            strategy=config.l1_strategy,
+            clock=clock,
+            on_evict=self.on_l1_evict,
+        )
+        self.l1_ttl = config.l1_ttl_seconds
+        self.promote = config.hierarchical_caching
+        self.health = L2Health(
+            config.redis_target, config.name, config.l2_retry_interval_seconds, clock
+        )
+        self.l2: RedisCacheBackend | None = None
+        self.write_behind: WriteBehindQueue | None = None
+        if config.l2_backend is not L2Backend.NONE:
+            self.l2 = RedisCacheBackend(
+                config, stats=self.stats, telemetry=self.telemetry, health=self.health
+            )
+            if config.write_behind:
+                self.write_behind = WriteBehindQueue(
+                    self.l2, config.write_behind_queue_size, config.write_behind_batch_size
+                )
+        self.flight = SingleFlight()
+        self.warmers: list[Warmer] = []
+        self._warming_owner: object | None = None
+        self._warming_lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------
+    def answer_from_l2(self, key: str, fetched: Fetched, default: Any, op: str) -> Any:
+        """Count an L2 answer; decode and promote a hit into L1."""
+        payload, ttl = fetched
+        if payload is not None:
+            try:
+                value = self.codec.decode(payload)
+            except CorruptValueError as exc:
+                self.stats.add(S.L2_ERROR["corrupt"])
+                log.warning("hiercache: unreadable L2 value treated as a miss: %s", exc)
+            else:
+                self.stats.add(S.HIT[S.L2, op])
+                if self.promote:
+                    l1_ttl = self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
+                    if l1_ttl > 0 and self.l1.set(key, value, l1_ttl, len(payload)):
+                        self.stats.add(S.PROMOTION)
+                        self.telemetry.event("hiercache.promotion", **{"cache.level": S.L1})
+                return value
+        self.stats.add(S.MISSES[op])
+        return default
+
+    def l1_many(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+        """The L1 hits among ``keys`` (counted) and the keys L2 must answer."""
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        hit = self.stats.row.c
+        for key in dict.fromkeys(map(check_key, keys)):  # checked first: unhashable keys
+            entry = self.l1.get(key)
+            if entry is None:
+                missing.append(key)
+            else:
+                found[key] = entry.value
+                hit[S.HIT[S.L1, "get_many"]] += 1
+        return found, missing
+
+    def merge_many(
+        self, found: dict[str, Any], missing: list[str], fetched: list[Fetched]
+    ) -> dict[str, Any]:
+        """Add L2's answers for ``missing`` to ``found``."""
+        for key, item in zip(missing, fetched):
+            value = self.answer_from_l2(key, item, MISS, "get_many")
+            if value is not MISS:
+                found[key] = value
+        return found
+
+    # -- writing ---------------------------------------------------------------------
+    def encode(self, key: str, value: Any, ttl_seconds: float | None) -> Row:
+        """Validate and encode one write; raises before anything is cached."""
+        ttl = check_ttl(check_key(key), ttl_seconds, self.config.l2_ttl_seconds)
+        try:
+            return key, self.codec.encode(key, value), ttl
+        except SerializationError:
+            self.stats.add(S.L2_ERROR["serialization"])  # visible to SREs, not just the caller
+            raise
+
+    def store_l1(self, row: Row, value: Any) -> None:
+        key, payload, ttl = row
+        self.l1.set(key, value, min(ttl, self.l1_ttl), len(payload))
+
+    def encode_many(self, items: Mapping[str, Any], ttl_seconds: float | None) -> list[Row]:
+        """Encode every item first, so one bad value caches none; then fill L1."""
+        rows = [self.encode(k, v, ttl_seconds) for k, v in items.items()]
+        for row in rows:
+            self.store_l1(row, items[row[0]])
+        return rows
+
+    def invalidate_l1(self, pattern: str) -> list[str]:
+        """Drop the L1 keys matching the glob ``pattern``; returns them."""
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidKeyError(pattern, "a pattern must be a non-empty str")
+        return self.l1.delete_matching(lambda k: fnmatch.fnmatchcase(k, pattern))
+
+    def removed_from_l2(self, count: int, reason: str) -> None:
+        """Count keys an explicit delete or invalidation removed from L2."""
+        self.stats.add(S.EVICTION[S.L2, reason], count)
+
+    # -- loading ---------------------------------------------------------------------
+    def loaded(self, started: float, ok: bool, operation: str = "load") -> None:
+        """Count and time one backend call, failed ones too."""
+        self.telemetry.record_latency("backend", operation, time.perf_counter() - started)
+        self.stats.add(S.LOAD["success" if ok else "error"])
+
+    def coalesced(self, event: bool = True) -> None:
+        """A caller was answered by another caller's load."""
+        self.stats.add(S.COALESCED)
+        if event:
+            self.telemetry.event("hiercache.coalesced")
+
+    def warm_failed(self, key: str, error: BaseException) -> None:
+        log.warning("hiercache: warming %r failed: %r", key, error)
+
+    # -- background warming: one front at a time runs the registered warmers ------------
+    def claim_warming(self, front: object) -> bool:
+        with self._warming_lock:
+            if self._warming_owner is None:
+                self._warming_owner = front
+            return self._warming_owner is front
+
+    def release_warming(self, front: object) -> None:
+        with self._warming_lock:
+            if self._warming_owner is front:
+                self._warming_owner = None
+
+    # -- what telemetry and statistics read ----------------------------------------------
+    def observe(self, operation: str, key: str | None = None) -> AbstractContextManager[Any]:
+        """The span of one operation when tracing (see ``telemetry``); else a no-op."""
+        if self.telemetry.tracing():
+            return self.telemetry.span(operation, key)
+        return _NOT_TRACED
+
+    def on_l1_evict(self, key: str, reason: EvictionReason) -> None:
+        self.stats.add(S.EVICTION[S.L1, reason.value])
+        self.telemetry.event(
+            "hiercache.eviction", **{"cache.level": S.L1, "cache.eviction.reason": reason.value}
+        )
+
+    def l2_up(self) -> bool:
+        return self.l2 is not None and self.health.up
+
+    def gauges(self) -> dict[str, float]:
+        gauges: dict[str, float] = {
+            f"entries|{S.L1}": len(self.l1),
+            f"size|{S.L1}": self.l1.size_bytes,
+            "write_behind.queue_depth": self.write_behind.depth if self.write_behind else 0,
+        }
+        if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
+            gauges["l2.up"] = 1 if self.l2_up() else 0
+        return gauges
+
+
+def dedupe_keys(keys: Iterable[str]) -> list[str]:
+    """Checked keys, each once, in first-seen order."""
+    return [check_key(k) for k in dict.fromkeys(keys)]

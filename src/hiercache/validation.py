@@ -1,0 +1,42 @@
+"""Input checks shared by both fronts: keys and TTLs are refused before anything is cached."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from hiercache.errors import InvalidKeyError, InvalidTTLError
+
+MAX_KEY_LENGTH: Final = 1024
+#: Redis refuses an expiry whose absolute time in milliseconds overflows 64 bits; half of
+#: that (about 146 million years) leaves room for any clock.
+MAX_TTL_SECONDS: Final = float(2**62 // 1000)
+
+
+def check_key(key: object) -> str:
+    """``key`` if it is a usable cache key; else ``InvalidKeyError`` naming it."""
+    if type(key) is not str:
+        raise InvalidKeyError(key, f"keys must be str, not {type(key).__name__}")
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(key, f"keys must be 1 to {MAX_KEY_LENGTH} characters long")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            raise InvalidKeyError(key, "keys must be valid Unicode (a lone surrogate?)") from None
+    return key
+
+
+def check_ttl(key: str, ttl_seconds: float | None, default: float) -> float:
+    """The TTL to use (``default`` for None); else ``InvalidTTLError`` naming key and TTL."""
+    if ttl_seconds is None:
+        return default
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+        raise InvalidTTLError(key, ttl_seconds, "ttl_seconds must be a number")
+    if not ttl_seconds > 0:  # NaN fails this too
+        raise InvalidTTLError(key, ttl_seconds, "ttl_seconds must be > 0")
+    if math.isinf(ttl_seconds) or ttl_seconds > MAX_TTL_SECONDS:
+        raise InvalidTTLError(
+            key, ttl_seconds, f"ttl_seconds must be finite and at most {MAX_TTL_SECONDS:.3g}"
+        )
+    return float(ttl_seconds)

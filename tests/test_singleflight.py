@@ -150,22 +150,28 @@ async def test_cancelled_waiter_does_not_cancel_the_load() -> None:
     assert await leader == ("done", False)
 
 
-def waiters(flight: SingleFlight, key: str) -> int:
-    """Callers blocked on the flight of ``key`` (0 when there is none)."""
-    found = flight._flights.get(key)
-    return 0 if found is None else len(found.waiters)
+class ObservedFlight(SingleFlight):
+    """A SingleFlight that tells the test when callers start waiting on a flight."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+        self.listening = 0
 
-def wait_until(predicate: Any, timeout: float = 30) -> None:
-    """Block until ``predicate()``: polled on a condition, never a fixed sleep."""
-    cond = threading.Condition()
-    with cond:
-        assert cond.wait_for(predicate, timeout=timeout)
+    def _listen(self, flight: Any, wake: Any) -> None:
+        super()._listen(flight, wake)
+        with self.cond:
+            self.listening += 1
+            self.cond.notify_all()
+
+    def wait_listening(self, n: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.listening >= n, timeout=30)
 
 
 # -- both fronts -----------------------------------------------------------------------
 async def test_a_thread_waits_on_an_async_leader() -> None:
-    flight = SingleFlight()
+    flight = ObservedFlight()
     gate = asyncio.Event()
     calls = 0
 
@@ -181,8 +187,7 @@ async def test_a_thread_waits_on_an_async_leader() -> None:
     thread_out: list[Any] = []
     worker = threading.Thread(target=lambda: thread_out.append(flight.do("k", lambda: "own")))
     worker.start()
-    while waiters(flight, "k") < 1:  # the thread has joined the flight
-        await asyncio.sleep(0)
+    await asyncio.to_thread(flight.wait_listening, 1)  # the thread has joined the flight
     gate.set()
     assert await leader == ("from-async", False)
     await asyncio.to_thread(worker.join, 30)
@@ -191,7 +196,7 @@ async def test_a_thread_waits_on_an_async_leader() -> None:
 
 
 async def test_a_task_waits_on_a_thread_leader() -> None:
-    flight = SingleFlight()
+    flight = ObservedFlight()
     release = threading.Event()
     entered = threading.Event()
 
@@ -209,8 +214,7 @@ async def test_a_task_waits_on_a_thread_leader() -> None:
         raise AssertionError("the thread leads this flight")
 
     waiter = asyncio.create_task(flight.ado("k", never))
-    while waiters(flight, "k") < 1:
-        await asyncio.sleep(0)
+    await asyncio.to_thread(flight.wait_listening, 1)
     release.set()
     assert await waiter == ("from-thread", True)
     await asyncio.to_thread(worker.join, 30)
@@ -218,7 +222,7 @@ async def test_a_task_waits_on_a_thread_leader() -> None:
 
 
 async def test_waiters_on_another_event_loop_are_woken() -> None:
-    flight = SingleFlight()
+    flight = ObservedFlight()
     gate = asyncio.Event()
 
     async def load() -> int:
@@ -234,8 +238,7 @@ async def test_waiters_on_another_event_loop_are_woken() -> None:
 
     worker = threading.Thread(target=lambda: asyncio.run(other_loop_waiter()))
     worker.start()
-    while waiters(flight, "k") < 1:
-        await asyncio.sleep(0)
+    await asyncio.to_thread(flight.wait_listening, 1)
     gate.set()
     assert await leader == (7, False)
     await asyncio.to_thread(worker.join, 30)
@@ -277,7 +280,7 @@ def run_threads(
 
 
 def test_threads_share_one_load() -> None:
-    flight = SingleFlight()
+    flight = ObservedFlight()
     release = threading.Event()
     calls = 0
 
@@ -288,7 +291,7 @@ def test_threads_share_one_load() -> None:
         return "v"
 
     threads, out = run_threads(flight, 6, "k", load)
-    wait_until(lambda: waiters(flight, "k") == 5)
+    flight.wait_listening(5)
     release.set()
     for t in threads:
         t.join(timeout=30)
@@ -297,7 +300,7 @@ def test_threads_share_one_load() -> None:
 
 
 def test_thread_error_reaches_all_waiters_and_is_not_remembered() -> None:
-    flight = SingleFlight()
+    flight = ObservedFlight()
     release = threading.Event()
     calls = 0
 
@@ -308,7 +311,7 @@ def test_thread_error_reaches_all_waiters_and_is_not_remembered() -> None:
         raise Boom("nope")
 
     threads, out = run_threads(flight, 4, "k", failing)
-    wait_until(lambda: waiters(flight, "k") == 3)
+    flight.wait_listening(3)
     release.set()
     for t in threads:
         t.join(timeout=30)

@@ -25,7 +25,7 @@ from hiercache import bundle
 from prom import Selector, selectors
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"  # vendored: see schemas/README.md
 PREFIXES = ["hiercache", "lukhas_cache"]
 
 #: The metric contract: every name a query may use (without the prefix).

@@ -24,7 +24,7 @@ from hiercache import bundle
 from servers import require_binary
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"  # vendored: see schemas/README.md
 COMPOSE = REPO / "docker-compose.observability.yml"
 
 #: Services without a health check, and why.

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hiercache.signing import parse_signing_keys
+
 
 class CacheStrategy(str, Enum):
     """L1 eviction strategy."""
@@ -103,6 +105,8 @@ class CacheConfig(BaseSettings):
     compression_threshold: int = Field(1024, ge=0)
     compression_level: int = Field(3, ge=1, le=22)
     serialization_format: SerializationFormat = SerializationFormat.JSON
+    signing_key: SecretStr | None = None  # pickle HMAC key(s): "new,old" or a JSON list
+    max_value_bytes: int = Field(16 * 1024 * 1024, ge=1)
 
     # Warming
     warming_enabled: bool = True
@@ -131,6 +135,13 @@ class CacheConfig(BaseSettings):
     def _lower_enum(cls, value: Any) -> Any:
         if isinstance(value, str) and not isinstance(value, Enum):
             return value.strip().lower()
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _check_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_signing_keys(value.get_secret_value())  # raises without echoing the key
         return value
 
     @field_validator("redis_url")

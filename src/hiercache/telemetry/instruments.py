@@ -1,6 +1,7 @@
 """OpenTelemetry instrumentation, on the API only (no SDK import).
 
-Counts are read from ``CacheStats`` by observable instruments at collection time, so
+Every instrument is made from the metric catalogue (``catalogue.py``). Counts are read
+from ``CacheStats`` by observable instruments at collection time, so
 the hot path pays nothing for them. Latencies go to one histogram: L2 and backend on
 every operation, L1 hits sampled. Spans are made only inside a recording span (or when
 ``trace_all_operations`` is on), because even a no-op span costs microseconds.
@@ -12,22 +13,40 @@ import hashlib
 import random
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Observation
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from hiercache import stats as S
 from hiercache.settings import CacheConfig, TraceKeys
+from hiercache.telemetry import catalogue
+from hiercache.telemetry.catalogue import LATENCY_BUCKETS, STATS_ATTRIBUTES, InstrumentKind
+from hiercache.telemetry.otel_internals import (
+    SPAN_KEY,
+    current_context,
+    recording_span_active,
+)
 
 if TYPE_CHECKING:
     from hiercache.stats import CacheStats
+
+__all__ = [
+    "HIT_L1",
+    "HIT_L2",
+    "L1_SAMPLES_PER_COLLECTION",
+    "LATENCY_BUCKETS",
+    "METER_NAME",
+    "MISSED",
+    "SPAN_KEY",
+    "CacheTelemetry",
+    "current_context",
+    "recording_span_active",
+]
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -37,11 +56,6 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     VERSION = "0"
 
 METER_NAME: Final = "hiercache"
-#: 1 µs .. 5 s: L1 hits (~1 µs), L2 round trips (~100 µs), backends (100 ms .. seconds).
-LATENCY_BUCKETS: Final = (
-    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
 BACKEND: Final = "backend"
 #: At most this many sampled L1-hit latencies are kept between two collections (a
 #: uniform reservoir); they are recorded into the histogram at collection time, so a
@@ -51,24 +65,8 @@ L1_SAMPLES_PER_COLLECTION: Final = 2048
 MISSED: Final[dict[str, AttributeValue]] = {"cache.hit": False, "cache.level": "none"}
 HIT_L1: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L1}
 HIT_L2: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L2}
-
-_COUNTERS: Final = {
-    # kind in stats -> (instrument suffix, unit, description)
-    "hits": ("hits", "{hit}", "Requests answered by a cache tier"),
-    "misses": ("misses", "{miss}", "Requests that missed every tier"),
-    "promotions": ("promotions", "{promotion}", "L2 hits copied into L1"),
-    "evictions": ("evictions", "{eviction}", "Entries removed, by tier and reason"),
-    "l2_errors": ("l2.errors", "{error}", "Failed L2 (Redis) operations, by error type"),
-    "loads": ("loads", "{load}", "Backend calls made on a miss, by result"),
-    "coalesced": ("coalesced", "{wait}", "Callers that waited on another caller's load"),
-}
-_ATTR_NAMES: Final = {
-    "level": "cache.level",
-    "operation": "cache.operation",
-    "reason": "cache.eviction.reason",
-    "error_type": "error.type",
-    "result": "cache.result",
-}
+_LATENCY: Final = catalogue.metric("latency").name
+_COMBINE: Final[dict[str, Callable[[Iterable[float]], float]]] = {"sum": sum, "min": min}
 
 
 class _Source:
@@ -104,29 +102,27 @@ class _Instruments:
     def __init__(self, prefix: str) -> None:
         self.sources: weakref.WeakSet[_Source] = weakref.WeakSet()
         meter = metrics.get_meter(METER_NAME, VERSION)
-        p = prefix
-        for kind, (suffix, unit, desc) in _COUNTERS.items():
-            meter.create_observable_counter(
-                f"{p}.{suffix}", callbacks=[self._counter_callback(kind)], unit=unit,
-                description=desc,
-            )  # fmt: skip
-        self.latency = meter.create_histogram(
-            f"{p}.latency",
-            unit="s",
-            description="Latency of cache operations per tier, and of backend loads",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-        )
-        gauges = {
-            "entries": ("entries", "", "Entries held per tier"),
-            "size": ("size", "By", "Bytes held per tier"),
-            "write_behind.queue_depth": ("write_behind.queue_depth", "{write}", "Queued L2 writes"),
-            "l2.up": ("l2.up", "", "1 when the L2 Redis is reachable, 0 when running L1-only"),
-        }
-        for key, (suffix, unit, desc) in gauges.items():
-            meter.create_observable_gauge(
-                f"{p}.{suffix}", callbacks=[self._gauge_callback(key)], unit=unit,
-                description=desc,
-            )  # fmt: skip
+        self.histograms: dict[str, Histogram] = {}
+        for m in catalogue.METRICS:
+            name = m.instrument_name(prefix)
+            if m.kind is InstrumentKind.OBSERVABLE_COUNTER:
+                assert m.stats_kind is not None
+                meter.create_observable_counter(
+                    name, [self._counter_callback(m.stats_kind)], m.unit, m.description
+                )
+            elif m.kind is InstrumentKind.HISTOGRAM:
+                self.histograms[m.name] = meter.create_histogram(
+                    name,
+                    unit=m.unit,
+                    description=m.description,
+                    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+                )
+            else:
+                combine = _COMBINE[m.combine]
+                meter.create_observable_gauge(
+                    name, [self._gauge_callback(m.name, combine)], m.unit, m.description
+                )
+        self.latency = self.histograms[_LATENCY]
 
     def _live(self) -> dict[str, list[_Source]]:
         """Live sources grouped by cache name: two caches sharing a name share series."""
@@ -137,7 +133,7 @@ class _Instruments:
 
     def _counter_callback(self, kind: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         slots = [(i, a) for i, (k, a) in enumerate(S.SLOTS) if k == kind]
-        labels = [tuple((_ATTR_NAMES[k], v) for k, v in attrs) for _, attrs in slots]
+        labels = [tuple((STATS_ATTRIBUTES[k], v) for k, v in attrs) for _, attrs in slots]
 
         def observe(options: CallbackOptions) -> Iterator[Observation]:
             live = self._live()
@@ -153,9 +149,10 @@ class _Instruments:
 
         return observe
 
-    def _gauge_callback(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        # l2.up is 1 only when every same-named cache reaches Redis; the others add up.
-        combine: Callable[[Iterable[float]], float] = min if key == "l2.up" else sum
+    def _gauge_callback(
+        self, key: str, combine: Callable[[Iterable[float]], float]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        # e.g. l2.up is 1 only when every same-named cache reaches Redis; the others add up.
 
         def observe(options: CallbackOptions) -> Iterator[Observation]:
             for name, sources in self._live().items():
@@ -172,42 +169,6 @@ class _Instruments:
                     yield Observation(combine(found), attrs)
 
         return observe
-
-
-def _span_key() -> str:
-    from opentelemetry.trace.propagation import _SPAN_KEY
-
-    return _SPAN_KEY
-
-
-_SPAN_CONTEXT_KEY: Final = _span_key()
-_current_context = getattr(
-    getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None
-)
-
-
-def _recording_span_public() -> bool:
-    return trace.get_current_span().is_recording()
-
-
-#: The key of the current span in an OpenTelemetry ``Context`` (a dict).
-SPAN_KEY: Final = _SPAN_CONTEXT_KEY
-current_context: Callable[[], Mapping[str, Any]]
-
-if isinstance(_current_context, ContextVar):  # the default contextvars runtime context
-    _context_var: ContextVar[Any] = _current_context
-    #: The current ``Context``: a C call, no Python frame. Hot paths inline the check
-    #: ``(span := current_context().get(SPAN_KEY)) is not None and span.is_recording()``.
-    current_context = _context_var.get
-
-    def recording_span_active() -> bool:
-        """True when the current context holds a recording span (~60 ns)."""
-        span = _context_var.get().get(_SPAN_CONTEXT_KEY)
-        return span is not None and span.is_recording()
-
-else:  # pragma: no cover - a custom runtime context: use the public API
-    current_context = otel_context.get_current
-    recording_span_active = _recording_span_public
 
 
 def _redis_instrumented() -> bool:

@@ -1,36 +1,94 @@
-"""Value encoding for L2: a 4-byte header, a serializer, optional zstd.
+"""Value encoding for L2: a 4-byte header, a serializer, optional zstd, signed pickle.
 
 Layout: ``b"HC"``, format version (1 byte), flags (1 byte), then the body.
-Flags: low 3 bits are the serializer id, bit 7 means the body is zstd-compressed.
-Readers refuse unknown versions and serializers instead of guessing, and refuse
-pickle unless pickle was configured: a shared Redis must not be a way to run code.
+Flags: low 3 bits are the serializer id, bits 3-6 are reserved (0), bit 7 means the body is
+zstd-compressed. Serializers: 0 JSON (orjson), 2 raw ``bytes``, 3 signed pickle; 1 is the
+unsigned pickle of earlier releases, which is never unpickled. A signed pickle body starts
+with a signature (4-byte key id, 32-byte HMAC-SHA256 of header, key id and the rest of the
+body as stored, compressed or not), checked in constant time before anything is
+decompressed or unpickled; see ``hiercache.signing``.
+
+Reading never trusts the bytes:
+
+- ``CorruptValueError``: no header, version 0, bad JSON/zstd, a pickle that is unsigned,
+  tampered, or not enabled here (``serialization_format``), or a body whose decompressed size
+  would exceed ``max_value_bytes`` (refused from the zstd frame header, or by a bounded
+  streaming decompressor when the header does not say: never allocating the decoded size).
+- ``IncompatibleValueError`` (not a ``CorruptValueError``): a newer version, an unknown
+  serializer id or reserved flag, or a pickle signed with a key this process does not hold.
+  A rolling upgrade or a key rotation reads as a clean miss, counted apart from corruption.
+
+One value, whichever tier answers (JSON): ``encode_value(key, value)`` returns the payload
+for L2 and ``value_for_l1``, the value L2 readers will decode from that payload; the core
+stores ``value_for_l1`` in L1, so a ``get`` returns the same value from either tier, in any
+process. The rule:
+
+- JSON types (``dict`` with ``str`` keys, ``list``, ``str``, ``int`` within 64 bits,
+  finite ``float``, ``bool``, ``None``) come back equal and of the same types.
+- What JSON changes is normalised, identically in both tiers: tuples become lists,
+  datetimes/dates/times ISO strings, UUIDs strings, dataclasses dicts, enums their values,
+  numpy arrays lists, subclasses of ``str``/``int``/``dict``/``list`` their base types.
+- What JSON would silently lose is refused with ``SerializationError`` naming the key:
+  NaN and infinities (JSON has none: they would read back as ``None``), and dict keys that
+  are not ``str`` (``1`` would read back as ``"1"``, and ``{1: "a", "1": "b"}`` would lose a
+  value). So is anything orjson cannot encode (sets, ``bytearray``, objects, ints past 64 bits,
+  strings with lone surrogates) and a value whose encoding exceeds ``max_value_bytes``
+  (``ValueTooLargeError``).
+- ``bytes`` are stored raw and read back as ``bytes``. With ``serialization_format="pickle"``
+  any picklable value is accepted and ``value_for_l1`` is its unpickled copy.
+
+``value_for_l1`` is never the caller's object (except immutable ``bytes``): mutating what was
+passed to ``set`` afterwards changes neither tier. Values returned by ``get`` are shared by
+every L1 hit: treat them as read-only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import math
 import pickle
 import threading
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import zstandard
 
-from hiercache.errors import CorruptValueError, SerializationError
+from hiercache.errors import (
+    CorruptValueError,
+    IncompatibleValueError,
+    SerializationError,
+    UnknownSigningKeyError,
+    ValueTooLargeError,
+)
 from hiercache.settings import CacheConfig, SerializationFormat
+from hiercache.signing import SIGNATURE_SIZE, Signer
 
 MAGIC: Final = b"HC"
 VERSION: Final = 1
 HEADER_SIZE: Final = 4
 SER_JSON: Final = 0
-SER_PICKLE: Final = 1
+SER_PICKLE: Final = 1  # unsigned pickle of earlier releases: refused
 SER_BYTES: Final = 2
+SER_SIGNED_PICKLE: Final = 3
 COMPRESSED: Final = 0x80
+RESERVED_FLAGS: Final = 0x78
+DEFAULT_MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
 _SER_MASK: Final = 0x07
-_ORJSON_OPTS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_ORJSON_OPTS: Final = orjson.OPT_SERIALIZE_NUMPY
+_CHUNK: Final = 128 * 1024
+
+
+class Encoded(NamedTuple):
+    """What one write needs: the L2 payload, and the value L1 must hold (equal to what any
+    L2 reader decodes from ``payload``)."""
+
+    payload: bytes
+    value_for_l1: Any
 
 
 class Codec:
-    """Encodes Python values to L2 payloads and back. Thread-safe."""
+    """Encodes Python values to L2 payloads and back. Thread-safe; its repr holds no secret."""
 
     def __init__(
         self,
@@ -39,22 +97,42 @@ class Codec:
         compression: bool = True,
         threshold: int = 1024,
         level: int = 3,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        signer: Signer | None = None,
     ) -> None:
+        if max_value_bytes < 1:
+            raise ValueError("max_value_bytes must be >= 1")
         self.serialization = serialization
         self.compression = compression
         self.threshold = threshold
         self.level = level
+        self.max_value_bytes = max_value_bytes
+        self._pickle = serialization is SerializationFormat.PICKLE
+        # Only a pickle codec needs a key; without one, the per-process key (and its warning).
+        self._signer = (
+            signer if signer is not None or not self._pickle else Signer.from_setting(None)
+        )
         # zstd (de)compressors are not safe to share across threads: one of each per thread,
         # reused across calls.
         self._local = threading.local()
 
     @classmethod
     def from_config(cls, config: CacheConfig) -> Codec:
+        pickled = config.serialization_format is SerializationFormat.PICKLE
+        secret = config.signing_key.get_secret_value() if config.signing_key else None
         return cls(
             config.serialization_format,
             compression=config.compression_enabled,
             threshold=config.compression_threshold,
             level=config.compression_level,
+            max_value_bytes=config.max_value_bytes,
+            signer=Signer.from_setting(secret) if pickled or secret else None,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Codec({self.serialization.value}, compression={self.compression}, "
+            f"max_value_bytes={self.max_value_bytes})"
         )
 
     def _compressor(self) -> zstandard.ZstdCompressor:
@@ -69,53 +147,172 @@ class Codec:
             d = self._local.d = zstandard.ZstdDecompressor()
         return d
 
+    # -- writing ---------------------------------------------------------------------------
     def encode(self, key: str, value: Any) -> bytes:
-        """Encode ``value``; raise ``SerializationError`` naming ``key`` if it cannot be."""
+        """The L2 payload for ``value``; see ``encode_value``."""
+        return self.encode_value(key, value).payload
+
+    def encode_value(self, key: str, value: Any) -> Encoded:
+        """Encode ``value`` once per write: the payload and the value L1 must hold.
+
+        Raises ``SerializationError`` (``ValueTooLargeError`` for size) naming ``key`` for a
+        value the rule in this module's docstring refuses; nothing is half-done.
+        """
         if type(value) is bytes:
-            ser, body = SER_BYTES, value
-        elif self.serialization is SerializationFormat.PICKLE:
-            try:
-                ser, body = SER_PICKLE, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                raise SerializationError(key, f"pickle failed: {exc}") from exc
+            ser, body, for_l1 = SER_BYTES, value, value
+        elif self._pickle:
+            ser, body, for_l1 = SER_SIGNED_PICKLE, *_pickle_round_trip(key, value)
         else:
-            try:
-                ser, body = SER_JSON, orjson.dumps(value, option=_ORJSON_OPTS)
-            except TypeError as exc:
-                raise SerializationError(
-                    key,
-                    f"{type(value).__name__} is not JSON-serializable ({exc}); "
-                    "store JSON-compatible data or set serialization_format='pickle'",
-                ) from exc
+            ser, body, for_l1 = SER_JSON, *_json_round_trip(key, value)
+        if len(body) > self.max_value_bytes:
+            raise ValueTooLargeError(key, len(body), self.max_value_bytes)
         flags = ser
         if self.compression and len(body) > self.threshold:
             packed = self._compressor().compress(body)
             if len(packed) < len(body):
                 body, flags = packed, ser | COMPRESSED
-        return MAGIC + bytes((VERSION, flags)) + body
+        header = MAGIC + bytes((VERSION, flags))
+        if ser == SER_SIGNED_PICKLE:
+            assert self._signer is not None
+            return Encoded(header + self._signer.sign(header, body) + body, for_l1)
+        return Encoded(header + body, for_l1)
 
+    # -- reading ---------------------------------------------------------------------------
     def decode(self, payload: bytes) -> Any:
-        """Decode a payload; raise ``CorruptValueError`` if it is not one we can trust."""
+        """Decode a payload; raise ``CorruptValueError`` or ``IncompatibleValueError`` if it
+        is not one this process can trust and read."""
         if len(payload) < HEADER_SIZE or payload[:2] != MAGIC:
             raise CorruptValueError("payload has no hiercache header")
         version, flags = payload[2], payload[3]
+        if version > VERSION:
+            raise IncompatibleValueError(
+                f"payload version {version} is newer than this hiercache's ({VERSION})"
+            )
         if version != VERSION:
             raise CorruptValueError(f"unsupported payload version {version}")
+        ser = flags & _SER_MASK
+        if flags & RESERVED_FLAGS or ser > SER_SIGNED_PICKLE:
+            raise IncompatibleValueError(
+                f"unknown serializer id {ser} or flags {flags:#04x}: written by a newer hiercache"
+            )
         body = memoryview(payload)[HEADER_SIZE:]
+        if ser == SER_PICKLE:
+            raise CorruptValueError("refusing an unsigned pickle payload")
+        if ser == SER_SIGNED_PICKLE:
+            body = self._verified(payload[:HEADER_SIZE], body)
+        if len(body) > self.max_value_bytes:
+            raise CorruptValueError(f"payload body is over max_value_bytes={self.max_value_bytes}")
         try:
             if flags & COMPRESSED:
-                body = memoryview(self._decompressor().decompress(body))
-            ser = flags & _SER_MASK
+                body = memoryview(self._decompress(body))
             if ser == SER_JSON:
                 return orjson.loads(body)
             if ser == SER_BYTES:
                 return bytes(body)
-            if ser == SER_PICKLE:
-                if self.serialization is not SerializationFormat.PICKLE:
-                    raise CorruptValueError("refusing a pickle payload: pickle is not enabled")
-                return pickle.loads(body)  # noqa: S301 - opt-in, see serialization_format
+            return pickle.loads(body)  # noqa: S301 - signature verified above
         except CorruptValueError:
             raise
         except Exception as exc:
-            raise CorruptValueError(f"undecodable payload: {exc}") from exc
-        raise CorruptValueError(f"unknown serializer id {ser}")
+            raise CorruptValueError(f"undecodable payload: {type(exc).__name__}") from exc
+
+    def _verified(self, header: bytes, body: memoryview) -> memoryview:
+        """The body after the signature, once a key we hold is shown to have signed it."""
+        if not self._pickle or self._signer is None:
+            raise CorruptValueError("refusing a pickle payload: pickle is not enabled")
+        if len(body) < SIGNATURE_SIZE:
+            raise CorruptValueError("pickle payload is too short for its signature")
+        rest = body[SIGNATURE_SIZE:]
+        verdict = self._signer.verify(header, body[:SIGNATURE_SIZE], rest)
+        if verdict is None:
+            raise UnknownSigningKeyError(
+                "pickle payload is signed with a key this process does not hold"
+            )
+        if not verdict:
+            raise CorruptValueError("pickle payload signature does not verify: refused")
+        return rest
+
+    def _decompress(self, body: memoryview) -> bytes:
+        """Decompress without ever allocating more than ``max_value_bytes`` (+ one chunk)."""
+        limit = self.max_value_bytes
+        try:
+            declared = zstandard.frame_content_size(body)
+        except zstandard.ZstdError as exc:
+            raise CorruptValueError(f"bad zstd frame: {exc}") from exc
+        if declared > limit:
+            raise CorruptValueError(
+                f"payload would decompress to {declared} bytes, over max_value_bytes={limit}"
+            )
+        if declared >= 0:  # zstd refuses a frame that outputs more than it declared
+            out: bytes = self._decompressor().decompress(body)
+            return out
+        chunks: list[bytes] = []
+        total = 0
+        with self._decompressor().stream_reader(body) as reader:
+            while chunk := reader.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise CorruptValueError(
+                        f"payload decompresses past max_value_bytes={limit}: refused"
+                    )
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _pickle_round_trip(key: str, value: Any) -> tuple[bytes, Any]:
+    try:
+        body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return body, pickle.loads(body)  # noqa: S301 - our own bytes, just made
+    except Exception as exc:
+        raise SerializationError(key, f"pickle failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _json_round_trip(key: str, value: Any) -> tuple[bytes, Any]:
+    try:
+        body = orjson.dumps(value, option=_ORJSON_OPTS)
+    except TypeError as exc:
+        hint = (
+            "dict keys must be str (JSON would turn them into strings)"
+            if "Dict key must be str" in str(exc)
+            else "store JSON-compatible data or set serialization_format='pickle'"
+        )
+        raise SerializationError(
+            key, f"{type(value).__name__} is not JSON-serializable ({exc}); {hint}"
+        ) from exc
+    decoded = orjson.loads(body)
+    # NaN and infinities are written as null: only a body with a null can hide one, and only
+    # a value that does not read back equal needs the (Python-speed) walk to find it.
+    if b"null" in body and not _equal(decoded, value) and _has_non_finite(value):
+        raise SerializationError(
+            key, "NaN and infinities are not JSON: they would read back as None"
+        )
+    return body, decoded
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. numpy arrays compare element-wise
+        return False
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity is anywhere orjson would serialize it from."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, (str, int, type(None))):
+            continue
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, enum.Enum):
+            stack.append(v.value)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
+        elif callable(getattr(v, "tolist", None)):  # numpy arrays and scalars
+            stack.append(v.tolist())
+    return False

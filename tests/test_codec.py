@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import threading
+import tracemalloc
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -21,7 +24,7 @@ from hiercache.codec import (
     VERSION,
     Codec,
 )
-from hiercache.errors import IncompatibleValueError
+from hiercache.errors import IncompatibleValueError, ValueTooLargeError
 
 COMPRESSIBLE = {"text": "abc" * 2000}  # ~6 KB of JSON that zstd shrinks a lot
 
@@ -272,3 +275,119 @@ def test_one_decompressor_per_thread_serves_every_decode(monkeypatch: pytest.Mon
     for _ in range(5):
         assert codec.decode(payload) == COMPRESSIBLE
     assert len(made) == 1
+
+
+# -- rolling upgrades: newer frames are a clean miss, not corruption -------------------
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"HC\x02\x00{}",  # a newer format version
+        b"HC\xff\x00{}",
+        b"HC\x01\x04{}",  # serializer ids 4-7 belong to newer versions
+        b"HC\x01\x07{}",
+        b"HC\x01\x08{}",  # a reserved flag bit
+        b"HC\x01\x40{}",
+    ],
+)
+def test_frames_from_a_newer_version_are_incompatible_not_corrupt(payload: bytes) -> None:
+    with pytest.raises(IncompatibleValueError) as info:
+        Codec().decode(payload)
+    assert not isinstance(info.value, CorruptValueError)
+
+
+def test_version_zero_is_corrupt_not_incompatible() -> None:
+    with pytest.raises(CorruptValueError):
+        Codec().decode(b"HC\x00\x00{}")
+
+
+# -- max_value_bytes ---------------------------------------------------------------
+@pytest.mark.parametrize("value", ["x" * 2000, b"y" * 2001, ["z" * 100] * 20])
+def test_encode_refuses_a_value_over_max_value_bytes_naming_the_key(value: object) -> None:
+    codec = Codec(max_value_bytes=2000, threshold=0)  # compressible or not: the raw size counts
+    with pytest.raises(ValueTooLargeError) as info:
+        codec.encode_value("big:1", value)
+    assert isinstance(info.value, SerializationError)
+    assert info.value.key == "big:1"
+    assert info.value.limit == 2000
+    assert "'big:1'" in str(info.value)
+    assert "max_value_bytes=2000" in str(info.value)
+
+
+def test_a_value_at_max_value_bytes_is_accepted() -> None:
+    codec = Codec(max_value_bytes=2000)
+    assert codec.decode(codec.encode("k", b"y" * 2000)) == b"y" * 2000
+    assert codec.decode(codec.encode("k", "x" * 1998)) == "x" * 1998  # 2000 with quotes
+
+
+def test_max_value_bytes_comes_from_config() -> None:
+    assert CacheConfig().max_value_bytes == 16 * 1024 * 1024
+    assert Codec.from_config(CacheConfig(max_value_bytes=123)).max_value_bytes == 123
+
+
+def test_an_oversized_plain_body_is_corrupt_on_read() -> None:
+    payload = Codec(max_value_bytes=10_000).encode("k", b"a" * 5000)
+    with pytest.raises(CorruptValueError, match="max_value_bytes"):
+        Codec(max_value_bytes=4000).decode(payload)
+
+
+MB = 1024 * 1024
+BOMB_SIZE = 100 * MB
+
+
+def bomb(*, declare_size: bool) -> bytes:
+    """A ~3 KB frame of zeros that decompresses to 100 MB, built without 100 MB in memory."""
+    out = io.BytesIO()
+    size = BOMB_SIZE if declare_size else -1
+    cctx = zstandard.ZstdCompressor(level=3, write_content_size=declare_size)
+    with cctx.stream_writer(out, size=size, closefd=False) as writer:
+        zeros = bytes(MB)
+        for _ in range(BOMB_SIZE // MB):
+            writer.write(zeros)
+    return b"HC" + bytes((VERSION, SER_BYTES | COMPRESSED)) + out.getvalue()
+
+
+def peak_while(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    except CorruptValueError:
+        pass
+    else:
+        raise AssertionError("the bomb was decoded")
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_bomb_that_declares_its_size_is_refused_without_allocating() -> None:
+    payload = bomb(declare_size=True)
+    assert len(payload) < 8 * 1024
+    codec = Codec()
+    assert zstandard.frame_content_size(payload[4:]) == BOMB_SIZE
+    peak = peak_while(lambda: codec.decode(payload))
+    assert peak < 256 * 1024, peak
+
+
+@pytest.mark.parametrize("limit", [1 * MB, 16 * MB])
+def test_a_bomb_without_a_declared_size_is_refused_with_bounded_memory(limit: int) -> None:
+    payload = bomb(declare_size=False)
+    assert len(payload) < 8 * 1024
+    assert zstandard.frame_content_size(payload[4:]) == -1
+    codec = Codec(max_value_bytes=limit)
+    codec.decode(Codec(threshold=0).encode("k", b"warm" * 100))  # build the decompressor first
+    peak = peak_while(lambda: codec.decode(payload))
+    assert peak < limit + 1 * MB, peak  # the limit plus a chunk, never the 100 MB
+    with pytest.raises(CorruptValueError, match="max_value_bytes"):
+        codec.decode(payload)
+
+
+def test_a_streamed_frame_within_the_limit_decodes() -> None:
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(out, closefd=False) as writer:
+        writer.write(b"q" * 300_000)
+    payload = b"HC" + bytes((VERSION, SER_BYTES | COMPRESSED)) + out.getvalue()
+    assert zstandard.frame_content_size(payload[4:]) == -1
+    assert Codec(max_value_bytes=300_000).decode(payload) == b"q" * 300_000
+    with pytest.raises(CorruptValueError):
+        Codec(max_value_bytes=299_999).decode(payload)

@@ -1,6 +1,11 @@
-"""Test doubles shared by the test modules."""
+"""Test doubles and observers shared by the test modules."""
 
 from __future__ import annotations
+
+import threading
+from typing import Any
+
+from hiercache.singleflight import SingleFlight
 
 
 class FakeClock:
@@ -14,3 +19,22 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class ObservedFlight(SingleFlight):
+    """A SingleFlight that tells the test when callers start waiting on a flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+        self.listening = 0
+
+    def _listen(self, flight: Any, wake: Any) -> None:
+        super()._listen(flight, wake)
+        with self.cond:
+            self.listening += 1
+            self.cond.notify_all()
+
+    def wait_listening(self, n: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.listening >= n, timeout=30)

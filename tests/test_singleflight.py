@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fakes import ObservedFlight
 from hiercache.singleflight import SingleFlight
 
 
@@ -148,25 +149,6 @@ async def test_cancelled_waiter_does_not_cancel_the_load() -> None:
         await waiter
     gate.set()
     assert await leader == ("done", False)
-
-
-class ObservedFlight(SingleFlight):
-    """A SingleFlight that tells the test when callers start waiting on a flight."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cond = threading.Condition()
-        self.listening = 0
-
-    def _listen(self, flight: Any, wake: Any) -> None:
-        super()._listen(flight, wake)
-        with self.cond:
-            self.listening += 1
-            self.cond.notify_all()
-
-    def wait_listening(self, n: int) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: self.listening >= n, timeout=30)
 
 
 # -- both fronts -----------------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""Behaviour tests run on both fronts: the asyncio API and its generated sync twin.
+
+Each test takes ``front``: ``"async"`` awaits ``manager.<op>``, ``"sync"`` runs
+``manager.sync.<op>`` in a worker thread (as a Flask or Django view would). The two
+fronts share one core, so the tests also cross over: what one front writes or loads,
+the other sees, counts and shares. Against the session's real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from fakes import ObservedFlight
+from hiercache import (
+    MISS,
+    HierarchicalCacheManager,
+    InvalidKeyError,
+    InvalidTTLError,
+    SerializationError,
+)
+from redis_tools import PREFIX, config
+
+FRONTS = ["async", "sync"]
+
+
+class Front:
+    """Calls one front's operations by name, from async test code."""
+
+    def __init__(self, manager: HierarchicalCacheManager, kind: str) -> None:
+        self.manager = manager
+        self.kind = kind
+        self.api: Any = manager if kind == "async" else manager.sync
+
+    async def __call__(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.api, name)
+        if self.kind == "async":
+            return await method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    @asynccontextmanager
+    async def cached_operation(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if self.kind == "async":
+            async with self.manager.cached_operation(*args, **kwargs) as value:
+                yield value
+        else:
+
+            def enter() -> Any:
+                with self.manager.sync.cached_operation(*args, **kwargs) as value:
+                    return value
+
+            yield await asyncio.to_thread(enter)
+
+
+@pytest.fixture(params=FRONTS)
+async def front(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Front]:
+    manager = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+    yield Front(manager, request.param)
+    await manager.close()
+
+
+def other(front: Front) -> Front:
+    """The other front of the same cache."""
+    return Front(front.manager, "sync" if front.kind == "async" else "async")
+
+
+async def test_set_get_exists_delete(front: Front, raw: redis.Redis) -> None:
+    assert await front("get", "k") is None
+    assert await front("get", "k", MISS) is MISS
+    assert not await front("exists", "k")
+    await front("set", "k", {"v": [1, 2]}, ttl_seconds=30)
+    assert await front("get", "k") == {"v": [1, 2]}
+    assert await front("exists", "k")
+    assert 0 < raw.pttl(PREFIX + "k") <= 30_000
+    assert await other(front)("get", "k") == {"v": [1, 2]}  # one L1 for both fronts
+    assert await front("delete", "k")
+    assert not await front("delete", "k")
+    assert raw.exists(PREFIX + "k") == 0
+    assert await other(front)("get", "k", MISS) is MISS
+
+
+async def test_l2_hit_is_promoted(front: Front) -> None:
+    await front("set", "k", "v")
+    front.manager.l1.delete("k")
+    assert await front("get", "k") == "v"
+    assert front.manager.l1.get("k") is not None
+    stats = await front("get_statistics")
+    assert stats["promotions"] == 1
+    assert stats["l2_redis"]["hits"] == 1
+
+
+async def test_get_many_and_set_many(front: Front) -> None:
+    await front("set_many", {"a": 1, "b": 2, "c": 3})
+    front.manager.l1.delete("b")
+    assert await front("get_many", ["a", "b", "c", "x", "a"]) == {"a": 1, "b": 2, "c": 3}
+
+
+async def test_invalidate_pattern_and_clear(front: Front, raw: redis.Redis) -> None:
+    await front("set_many", {"user:1": 1, "user:2": 2, "team:1": 3})
+    assert await front("invalidate_pattern", "user:*") == 2
+    assert await front("get_many", ["user:1", "user:2", "team:1"]) == {"team:1": 3}
+    assert raw.exists(PREFIX + "user:1") == 0
+    assert await front("clear") == 1
+    assert raw.dbsize() == 0
+
+
+async def test_get_or_load_loads_once_and_never_caches_errors(front: Front) -> None:
+    calls = 0
+
+    def load() -> str:
+        nonlocal calls
+        calls += 1
+        return "loaded"
+
+    assert await front("get_or_load", "k", load) == "loaded"
+    assert await front("get_or_load", "k", load) == "loaded"
+    assert calls == 1
+
+    def failing() -> str:
+        raise ValueError("backend down")
+
+    with pytest.raises(ValueError, match="backend down"):
+        await front("get_or_load", "bad", failing)
+    assert await front("get", "bad", MISS) is MISS
+    assert await front("get_or_load", "k", load, force_refresh=True) == "loaded"
+    assert calls == 2
+    stats = await front("get_statistics")
+    assert stats["loads"] == {"success": 2, "error": 1}
+
+
+async def test_cached_operation_is_a_context_manager(front: Front) -> None:
+    calls = 0
+
+    def operation() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        return {"n": calls}
+
+    async with front.cached_operation("op", operation, 60) as first:
+        assert first == {"n": 1}
+    async with front.cached_operation("op", operation, 60) as second:
+        assert second == {"n": 1}
+    async with front.cached_operation("op", operation, 60, force_refresh=True) as third:
+        assert third == {"n": 2}
+
+
+async def test_warm_cache_skips_failures_and_none(front: Front) -> None:
+    def operation(key: str) -> Any:
+        if key == "boom":
+            raise RuntimeError("no")
+        return None if key == "none" else key.upper()
+
+    assert await front("warm_cache", ["a", "b", "boom", "none", "a"], operation) == 2
+    assert await front("get_many", ["a", "b", "boom", "none"]) == {"a": "A", "b": "B"}
+    assert (await front("get_statistics"))["loads"] == {"success": 3, "error": 1}
+
+
+async def test_register_warmer_runs_in_the_background(front: Front, redis_url: str) -> None:
+    """On the sync front the registered warmers run in a thread; on the async one in a task."""
+    warmed = threading.Event()
+
+    def operation(key: str) -> str:
+        warmed.set()
+        return "warm"
+
+    front.api.register_warmer(["w"], operation)
+    await front("initialize")
+    assert await asyncio.to_thread(warmed.wait, 30)
+    assert front.manager._warmer.running is (front.kind == "async")
+    assert front.manager.sync._warmer.running is (front.kind == "sync")
+    await front.manager.close()
+    assert not front.manager._warmer.running
+    assert not front.manager.sync._warmer.running
+    reader = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+    assert await reader.get("w") == "warm"
+    await reader.close()
+
+
+async def test_statistics_are_the_same_from_both_fronts(front: Front) -> None:
+    await front("set", "k", 1)
+    await front("get", "k")
+    await front("get", "missing")
+    assert await front("get_statistics") == await other(front)("get_statistics")
+    assert front.manager.statistics() == front.manager.sync.statistics()
+
+
+async def test_context_managers(redis_url: str) -> None:
+    manager = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+    async with manager as entered:
+        assert entered is manager
+        await manager.set("k", 1)
+
+    def use_sync() -> Any:
+        with manager.sync as sync:
+            assert sync is manager.sync
+            return sync.get("k")
+
+    assert await asyncio.to_thread(use_sync) == 1
+    await manager.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "ttl", "error"),
+    [
+        ("k", math.inf, InvalidTTLError),
+        ("k", math.nan, InvalidTTLError),
+        ("k", 0, InvalidTTLError),
+        ("k", -1, InvalidTTLError),
+        ("k", 1e300, InvalidTTLError),
+        ("k", "10", InvalidTTLError),
+        ("lone\udc80surrogate", 10, InvalidKeyError),
+        ("", 10, InvalidKeyError),
+    ],
+)
+async def test_bad_writes_are_refused_before_anything_is_cached(
+    front: Front, raw: redis.Redis, key: str, ttl: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error) as caught:
+        await front("set", key, "value", ttl_seconds=ttl)
+    assert repr(key) in str(caught.value) or key == ""
+    with pytest.raises(error):
+        await front("set_many", {"good": 1, key: "value"}, ttl_seconds=ttl)
+    assert len(front.manager.l1) == 0
+    await front("flush")
+    assert raw.dbsize() == 0
+
+
+async def test_an_unserializable_value_caches_nothing(front: Front, raw: redis.Redis) -> None:
+    with pytest.raises(SerializationError, match="'k'"):
+        await front("set", "k", object())
+    assert await front("get", "k", MISS) is MISS
+    assert raw.dbsize() == 0
+
+
+async def test_one_key_loaded_from_both_fronts_at_once_loads_once(redis_url: str) -> None:
+    manager = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+    flight = ObservedFlight()  # the core's one single-flight, observed
+    manager.core.flight = manager._flight = manager.sync._flight = flight
+    release = threading.Event()
+    entered = threading.Event()
+    calls = 0
+
+    def load() -> str:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        assert release.wait(timeout=30)
+        return "once"
+
+    async def async_loader() -> str:
+        raise AssertionError("the sync caller leads this load")
+
+    try:
+        sync_leader = asyncio.create_task(asyncio.to_thread(manager.sync.get_or_load, "k", load))
+        await asyncio.to_thread(entered.wait, 30)
+        follower = asyncio.create_task(manager.get_or_load("k", async_loader))
+        await asyncio.to_thread(flight.wait_listening, 1)  # the task waits on the thread's load
+        release.set()
+        assert await sync_leader == "once"
+        assert await follower == "once"
+        assert calls == 1
+        assert manager.statistics()["coalesced"] == 1
+    finally:
+        release.set()
+        await manager.close()
+
+
+async def test_l2_health_is_shared(redis_url: str) -> None:
+    """The sync front uses L2 as soon as the async front found it live (one probe)."""
+    manager = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+    await manager.initialize()
+    assert manager.core.health.live
+    assert manager.sync.get_statistics()["l2_redis"]["available"] is True
+    await manager.close()
+
+
+def test_sync_front_refuses_an_async_loader(redis_url: str) -> None:
+    manager = HierarchicalCacheManager(config(redis_url, telemetry_enabled=False))
+
+    async def loader() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="async API"):
+        manager.sync.get_or_load("k", loader)  # type: ignore[arg-type]
+    assert manager.sync.get("k", MISS) is MISS
+    manager.sync.close()

@@ -77,6 +77,9 @@ DEFAULT_MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
 _SER_MASK: Final = 0x07
 _ORJSON_OPTS: Final = orjson.OPT_SERIALIZE_NUMPY
 _CHUNK: Final = 128 * 1024
+_HEADERS: Final = tuple(MAGIC + bytes((VERSION, flags)) for flags in range(256))
+_dumps = orjson.dumps
+_loads = orjson.loads
 
 
 class Encoded(NamedTuple):
@@ -85,6 +88,9 @@ class Encoded(NamedTuple):
 
     payload: bytes
     value_for_l1: Any
+
+
+_new_encoded = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 
 class Codec:
@@ -159,11 +165,23 @@ class Codec:
         value the rule in this module's docstring refuses; nothing is half-done.
         """
         if type(value) is bytes:
-            ser, body, for_l1 = SER_BYTES, value, value
-        elif self._pickle:
-            ser, body, for_l1 = SER_SIGNED_PICKLE, *_pickle_round_trip(key, value)
-        else:
-            ser, body, for_l1 = SER_JSON, *_json_round_trip(key, value)
+            return self._frame(key, SER_BYTES, value, value)
+        if self._pickle:
+            return self._frame(key, SER_SIGNED_PICKLE, *_pickle_round_trip(key, value))
+        try:
+            body = _dumps(value, option=_ORJSON_OPTS)
+        except TypeError as exc:
+            raise _json_error(key, value, exc) from exc
+        decoded = _loads(body)
+        # NaN and infinities are written as null: only a body with a null can hide one, and
+        # only a value that does not read back equal needs the (Python-speed) walk to find it.
+        if b"null" in body and not _equal(decoded, value) and _has_non_finite(value):
+            raise SerializationError(
+                key, "NaN and infinities are not JSON: they would read back as None"
+            )
+        return self._frame(key, SER_JSON, body, decoded)
+
+    def _frame(self, key: str, ser: int, body: bytes, for_l1: Any) -> Encoded:
         if len(body) > self.max_value_bytes:
             raise ValueTooLargeError(key, len(body), self.max_value_bytes)
         flags = ser
@@ -171,11 +189,11 @@ class Codec:
             packed = self._compressor().compress(body)
             if len(packed) < len(body):
                 body, flags = packed, ser | COMPRESSED
-        header = MAGIC + bytes((VERSION, flags))
+        header = _HEADERS[flags]
         if ser == SER_SIGNED_PICKLE:
             assert self._signer is not None
-            return Encoded(header + self._signer.sign(header, body) + body, for_l1)
-        return Encoded(header + body, for_l1)
+            body = self._signer.sign(header, body) + body
+        return _new_encoded(Encoded, (header + body, for_l1))
 
     # -- reading ---------------------------------------------------------------------------
     def decode(self, payload: bytes) -> Any:
@@ -266,26 +284,15 @@ def _pickle_round_trip(key: str, value: Any) -> tuple[bytes, Any]:
         raise SerializationError(key, f"pickle failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _json_round_trip(key: str, value: Any) -> tuple[bytes, Any]:
-    try:
-        body = orjson.dumps(value, option=_ORJSON_OPTS)
-    except TypeError as exc:
-        hint = (
-            "dict keys must be str (JSON would turn them into strings)"
-            if "Dict key must be str" in str(exc)
-            else "store JSON-compatible data or set serialization_format='pickle'"
-        )
-        raise SerializationError(
-            key, f"{type(value).__name__} is not JSON-serializable ({exc}); {hint}"
-        ) from exc
-    decoded = orjson.loads(body)
-    # NaN and infinities are written as null: only a body with a null can hide one, and only
-    # a value that does not read back equal needs the (Python-speed) walk to find it.
-    if b"null" in body and not _equal(decoded, value) and _has_non_finite(value):
-        raise SerializationError(
-            key, "NaN and infinities are not JSON: they would read back as None"
-        )
-    return body, decoded
+def _json_error(key: str, value: Any, exc: TypeError) -> SerializationError:
+    hint = (
+        "dict keys must be str (JSON would turn them into strings)"
+        if "Dict key must be str" in str(exc)
+        else "store JSON-compatible data or set serialization_format='pickle'"
+    )
+    return SerializationError(
+        key, f"{type(value).__name__} is not JSON-serializable ({exc}); {hint}"
+    )
 
 
 def _equal(a: Any, b: Any) -> bool:

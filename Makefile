@@ -8,13 +8,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint unasync bench stack system-deps clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	touch $@
+
+# Everything the tests and linters need (dev pulls in every extra).
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# The demo needs the library and its embedded L2 (fakeredis) only.
+$(VENV)/.demo-installed: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
 	$(PY) -m hiercache demo
 
 # The test suite runs a real redis-server and a real Prometheus (promtool, amtool).

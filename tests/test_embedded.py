@@ -3,12 +3,14 @@
 fakeredis is not a run-time dependency: the library imports and works without it, and only
 an embedded cache asks for it, with a ``MissingExtraError`` naming the extra when it is not
 installed. "Not installed" is made real in a subprocess whose import system refuses
-fakeredis (and sortedcontainers, which comes with it).
+fakeredis (and sortedcontainers, which comes with it). The README's install section lists
+every extra.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -148,3 +150,16 @@ def test_pyproject_puts_fakeredis_in_the_embedded_extra_only() -> None:
     assert "fakeredis" in names(extras["embedded"])
     dev = " ".join(extras["dev"])
     assert "embedded" in dev  # the test suite runs the embedded backend
+
+
+def test_the_readme_install_section_lists_every_extra() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+    extras = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Install from source", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
+    assert extras <= rows
+    assert "pip install -e '.[telemetry]'" in section
+    assert "pip install hiercache" not in readme  # not on PyPI

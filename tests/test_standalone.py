@@ -162,9 +162,11 @@ def test_a_copy_alone_collects_every_test_module(tmp_path: Path) -> None:
     env = subprocess_env(PYTHONPATH=str(copy / "src"))
     where = subprocess.run(
         [sys.executable, "-c", "import hiercache; print(hiercache.__file__)"],
-        cwd=copy, env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert Path(where.strip()).is_relative_to(copy)  # the copy's package, not the checkout's
+        cwd=copy, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    # A failure here is usually a module imported by tracked code but never `git add`ed.
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(copy)  # the copy's package, not ours
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
         cwd=copy, env=env, capture_output=True, text=True, timeout=300,

@@ -92,8 +92,7 @@ def test_committed_bundle_is_exactly_write_bundle_output(tmp_path: Path) -> None
         committed = REPO / relative
         assert committed.read_bytes() == path.read_bytes(), (
             f"{relative} differs from hiercache.bundle's output: regenerate with "
-            "`python -c 'from pathlib import Path; from hiercache.bundle import write_bundle; "
-            'write_bundle(Path("."))\'`'
+            "`hiercache bundle --out .`"
         )
 
 
@@ -136,7 +135,7 @@ def test_cli_renders_the_bundle_for_another_prefix(tmp_path: Path) -> None:
 
 
 def test_invalid_prefix_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="invalid metric prefix"):
+    with pytest.raises(bundle.BundleConfigError, match="invalid metric prefix"):
         bundle.write_bundle(tmp_path, prefix="lukhas-cache")
     with pytest.raises(ValueError, match="invalid metric prefix"):
         bundle.render_bundle('x"} or vector(1) or {y="')
@@ -144,7 +143,7 @@ def test_invalid_prefix_is_refused(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The YAML emitter (no PyYAML at run time)
+# YAML output (PyYAML, literal blocks for multi-line strings)
 # ---------------------------------------------------------------------------------------------
 
 TRICKY = [

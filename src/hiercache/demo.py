@@ -200,13 +200,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
     parser.add_argument("--prompts", type=int, default=200, help="distinct prompts")
     parser.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent (0: uniform)")
-    parser.add_argument("--backend-ms", type=float, default=100.0, help="backend latency")
+    parser.add_argument("--backend-ms", type=float, default=100.0, help="backend latency in milliseconds")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--l1-size", type=int, default=50, help="L1 entries (small: L2 matters)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the workload")
     parser.add_argument("--forever", action="store_true", help="repeat rounds until killed")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
-    parser.add_argument("--metrics-host", default="127.0.0.1")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port (default: none, no endpoint)",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics listens on")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "STATS_ATTRIBUTES",
     "InstrumentKind",
     "Metric",
+    "check_prefix",
     "metric",
     "prometheus_label",
 ]
@@ -66,6 +67,18 @@ STATS_ATTRIBUTES: Final = {
 #: Unit suffixes the OpenTelemetry Prometheus exporter appends.
 _UNIT_SUFFIXES: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+#: A metric prefix (``CacheConfig.metrics_prefix``) is a Prometheus-safe name.
+PREFIX_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it is a valid metric prefix, else ``ValueError`` naming it."""
+    if not isinstance(prefix, str) or not re.fullmatch(PREFIX_PATTERN, prefix):
+        raise ValueError(
+            f"invalid metric prefix {prefix!r}: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    return prefix
 
 
 @dataclass(frozen=True)

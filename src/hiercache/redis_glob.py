@@ -14,9 +14,10 @@ Redis would match its key:
 - An unclosed ``[`` takes the rest of the pattern as its set (``[ab`` matches ``a`` or
   ``b``); ``[`` alone, and ``[]``, match nothing; ``[^`` and ``[^]`` match any one byte.
 
-A pattern is compiled once (``RedisGlob``): split at ``*`` into fixed-width segments, each a
-compiled bytes regex of single-byte classes, matched leftmost-first. That is linear in the key
-length for any pattern, with no backtracking blow-up. (Redis 7.4+ refuses patterns nested more
+A pattern is compiled once (``RedisGlob``): with at most one ``*``, into one bytes regex;
+with more, split at ``*`` into fixed-width segments, each a compiled regex of single-byte
+classes, matched leftmost-first. That is linear in the key length for any pattern, with no
+backtracking blow-up. (Redis 7.4+ refuses patterns nested more
 than 1000 ``*`` deep; this matcher does not.)
 """
 
@@ -99,13 +100,15 @@ def _class(members: frozenset[int]) -> bytes:
         return b"[\\x00-\\xff]"
     if not members:
         return b"(?!)"
+    if len(members) == 1:
+        return re.escape(bytes(members))
     return b"[" + b"".join(b"\\x%02x" % m for m in sorted(members)) + b"]"
 
 
 class RedisGlob:
     """A compiled Redis glob pattern; ``match(key)`` says whether Redis would match it."""
 
-    __slots__ = ("_first", "_last", "_middle", "_min_len", "_star", "pattern")
+    __slots__ = ("_first", "_last", "_middle", "_min_len", "_single", "pattern")
 
     def __init__(self, pattern: str | bytes) -> None:
         self.pattern = pattern
@@ -117,7 +120,9 @@ class RedisGlob:
             else:
                 segments[-1].append(token)
         compiled = [(re.compile(b"".join(map(_class, s)), re.DOTALL), len(s)) for s in segments]
-        self._star = len(segments) > 1
+        # Up to one star, one regex is linear (one ``.*``) and fastest; more use the segments.
+        single = b".*".join(b"".join(map(_class, s)) for s in segments)
+        self._single = re.compile(single, re.DOTALL).fullmatch if len(segments) <= 2 else None
         self._first = compiled[0]
         self._last = compiled[-1]
         self._middle = compiled[1:-1]
@@ -129,9 +134,9 @@ class RedisGlob:
     def match(self, key: str | bytes) -> bool:
         """Whether ``SCAN MATCH pattern`` would return ``key`` (a ``str`` is UTF-8 encoded)."""
         data = key.encode("utf-8") if isinstance(key, str) else key
+        if self._single is not None:
+            return self._single(data) is not None
         first, width = self._first
-        if not self._star:
-            return len(data) == width and first.match(data) is not None
         if len(data) < self._min_len or first.match(data) is None:
             return False
         pos = width

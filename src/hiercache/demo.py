@@ -200,7 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
     parser.add_argument("--prompts", type=int, default=200, help="distinct prompts")
     parser.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent (0: uniform)")
-    parser.add_argument("--backend-ms", type=float, default=100.0, help="backend latency in milliseconds")
+    parser.add_argument(
+        "--backend-ms", type=float, default=100.0, help="backend latency in milliseconds"
+    )
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--l1-size", type=int, default=50, help="L1 entries (small: L2 matters)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload")

@@ -17,6 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+# First: a missing extra fails here, with one line naming it.
+from hiercache.bundle.requirements import EXTRA_HINT
+
+# isort: split
 from hiercache.bundle import dashboard as _dashboard_module
 from hiercache.bundle import provisioning as _provisioning
 from hiercache.bundle import rules as _rules
@@ -29,7 +33,6 @@ from hiercache.bundle.render import (
     render_files,
     write_files,
 )
-from hiercache.bundle.requirements import EXTRA_HINT  # first: says which extra is missing
 from hiercache.bundle.yaml_text import to_yaml
 
 __all__ = [

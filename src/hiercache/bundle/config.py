@@ -145,7 +145,10 @@ class BundleConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise BundleConfigError(f"bundle config {str(path)!r}: not YAML/JSON: {exc}") from None
+            problem = " ".join(str(exc).split())
+            raise BundleConfigError(
+                f"bundle config {str(path)!r}: not YAML/JSON: {problem}"
+            ) from None
         return cls.from_mapping(data, **overrides)
 
     def replace(self, **changes: Any) -> BundleConfig:

@@ -9,6 +9,7 @@ own ``cache_name`` matcher rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -421,3 +422,70 @@ def test_yaml_emitter_special_floats_and_unsupported_types() -> None:
     assert math.isnan(yaml.safe_load(bundle.to_yaml({"x": float("nan")}))["x"])
     with pytest.raises(TypeError, match="cannot emit"):
         bundle.to_yaml({"x": object()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings (BundleConfig) and their documentation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    doc = (REPO / "docs" / "bundle.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", doc, re.M))
+    config = bundle.BundleConfig()
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert set(rows) == fields
+    for name in fields:
+        value = getattr(config, name)
+        shown = "(none)" if value == "" else f"`{value}`"
+        assert rows[name] == shown, name
+
+
+def test_defaults_render_the_committed_bundle() -> None:
+    assert bundle.render_bundle() == bundle.render_bundle(config=bundle.BundleConfig())
+    assert bundle.render_bundle(config=bundle.BundleConfig.from_mapping({})) == (
+        bundle.render_bundle()
+    )
+
+
+def test_settings_reach_the_dashboard_and_the_rules() -> None:
+    config = bundle.BundleConfig(
+        hit_ratio_target=0.65,
+        hit_ratio_good=0.9,
+        l1_hit_ratio_warning=0.75,
+        memory_limit_bytes=2 * 1024**3,
+        selector='env="prod"',
+        rate_window="2m",
+        dashboard_refresh="30s",
+        prometheus_url="http://prom.internal:9090",
+    )
+    dashboard = bundle.dashboard(config=config)
+    assert dashboard["refresh"] == "30s"
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    steps = by_title["Overall hit ratio"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 0.65, 0.9]
+    l1 = by_title["L1 hit ratio"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert l1[-1]["value"] == 0.75
+    assert "2048 MiB" in by_title["L1 bytes per instance"]["description"]
+    for _, expr in targets(dashboard):
+        for sel in selectors(expr):
+            assert sel.matcher("env") == ("=", "prod"), expr
+    rules = bundle.alert_rules(config=config)
+    recorded = [r["record"] for r in rules["groups"][0]["rules"]]
+    assert all(name.endswith(":rate2m") or name.endswith("_rate2m") for name in recorded)
+    assert bundle.datasources(config=config)["datasources"][0]["url"] == (
+        "http://prom.internal:9090"
+    )
+
+
+def test_bad_settings_name_the_setting() -> None:
+    with pytest.raises(bundle.BundleConfigError, match="'rate_window'"):
+        bundle.BundleConfig(rate_window="five minutes")
+    with pytest.raises(bundle.BundleConfigError, match="'min_request_rate'"):
+        bundle.BundleConfig(min_request_rate=0)
+    with pytest.raises(bundle.BundleConfigError, match="invalid metric prefix 'a-b'"):
+        bundle.BundleConfig(prefix="a-b")
+    with pytest.raises(bundle.BundleConfigError, match="'l2_latency_p95_seconds': expected"):
+        bundle.BundleConfig(l2_latency_p95_seconds="10ms")  # type: ignore[arg-type]
+    with pytest.raises(bundle.BundleConfigError, match="'memory_limit_bytes': expected int"):
+        bundle.BundleConfig(memory_limit_bytes=True)

@@ -18,7 +18,7 @@ BUNDLE_EPILOG = (
     "A --config file (YAML or JSON) maps setting names to values, e.g. prefix, selector, "
     "runbook_url, hit_ratio_warning, hit_ratio_critical, hit_ratio_for, "
     "l1_latency_p95_seconds, l2_latency_p95_seconds, memory_limit_bytes, min_request_rate; "
-    "see the README for every key. --prefix and --runbook override the file."
+    "see docs/bundle.md for every key. --prefix and --runbook override the file."
 )
 
 

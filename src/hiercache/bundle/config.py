@@ -49,7 +49,7 @@ class BundleConfig:
 
     #: Metric name prefix (``CACHE_METRICS_PREFIX`` of the services).
     prefix: str = DEFAULT_PREFIX
-    #: Extra label matchers on every rule selector, e.g. ``job="api"`` (empty: none).
+    #: Extra label matchers on every selector of the rules and dashboard, e.g. ``job="api"``.
     selector: str = ""
     #: Base of each alert's ``runbook_url``; ``#<alert name in lower case>`` is appended.
     runbook_url: str = "docs/runbooks.md"

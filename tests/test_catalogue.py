@@ -103,3 +103,24 @@ def test_every_stats_counter_kind_is_exported() -> None:
     assert kinds == {m.stats_kind for m in METRICS if m.stats_kind}
     attrs = {key for _, slot_attrs in stats.SLOTS for key, _ in slot_attrs}
     assert attrs <= set(catalogue.STATS_ATTRIBUTES)
+
+
+def test_a_new_gauge_is_one_catalogue_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a metric to the catalogue is all it takes for the instrument to exist and
+    export what the cache's gauges report under that name."""
+    from hiercache import CacheConfig
+    from hiercache.stats import CacheStats
+    from hiercache.telemetry import CacheTelemetry
+    from otel_providers import install, unique_name
+
+    otel = install()
+    extra = Metric(
+        "breaker.state", InstrumentKind.OBSERVABLE_GAUGE, "", "Breaker state", ("cache.name",)
+    )
+    monkeypatch.setattr(catalogue, "METRICS", (*METRICS, extra))
+    name = unique_name("catalogue")
+    prefix = name.replace("-", "_")
+    config = CacheConfig(name=name, metrics_prefix=prefix, l2_backend="none")
+    telemetry = CacheTelemetry(config, CacheStats(), lambda: {"breaker.state": 2.0})
+    assert otel.values(name, f"{prefix}.breaker.state") == {frozenset(): 2.0}
+    assert telemetry.enabled

@@ -3,6 +3,7 @@ caller, errors are counted by type, and a password never shows."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -151,7 +152,10 @@ async def test_redis_stopped_mid_flight_never_raises(caplog: pytest.LogCaptureFi
             s = await m.get_statistics()
             assert s["l2_redis"]["available"] is False
             errors = s["l2_redis"]["errors"]
-            assert errors["connection"] >= 10
+            # The breaker opened after l2_breaker_failures errors in a row: from then on L2
+            # was skipped, so the errors stop there (plus the background prober's pings).
+            assert errors["connection"] >= m.config.l2_breaker_failures
+            assert m.core.health.opened == 1
             assert errors["timeout"] == errors["other"] == errors["corrupt"] == 0
             assert s["requests"] > 0
         finally:
@@ -255,21 +259,25 @@ async def test_redis_that_comes_back_is_used_again_after_the_retry_interval(
     port = free_port()
     clock = FakeClock()
     config = CacheConfig(
-        redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False, l2_retry_interval_seconds=5
+        redis_url=f"redis://127.0.0.1:{port}/0", write_behind=False, l2_breaker_open_seconds=5
     )
     m = HierarchicalCacheManager(config, clock=clock)
     try:
         await put(m, api, "before")  # Redis is down: L1 only
         with run_redis(port=port) as server:
             raw = redis.Redis.from_url(server.url)
-            await put(m, api, "too-soon")  # up, but the retry interval has not passed: not probed
+            await put(m, api, "too-soon")  # up, but the breaker is still open: not probed
             assert raw.exists("hiercache:too-soon") == 0
+            assert not m.core.health.live
             clock.now += 5
-            await put(m, api, "after")  # probed, live again: written through to Redis
+            # The prober (not a caller) pings now, in the background, and closes the breaker.
+            assert await asyncio.to_thread(m.core.health.wait_live, 10)
+            await put(m, api, "after")  # live again: written through to Redis
             assert raw.exists("hiercache:after") == 1
             s = await m.get_statistics()
             assert s["l2_redis"]["available"] is True
             assert s["l2_redis"]["errors"]["connection"] == 1  # the start-up ping only
+            assert m.core.health.opened == 1
             raw.close()
         messages = warnings_about_redis(caplog)
         assert len(messages) == 2

@@ -17,6 +17,21 @@ from hiercache.telemetry import LATENCY_BUCKETS
 from hiercache.telemetry.instruments import _Instruments
 from otel_providers import install, unique_name
 
+#: Every error.type of the contract: all exported, zero or not.
+ERROR_TYPES = (
+    "timeout",
+    "connection",
+    "topology",
+    "busy",
+    "write_refused",
+    "auth",
+    "wrong_type",
+    "corrupt",
+    "incompatible",
+    "serialization",
+    "other",
+)
+
 P = "hiercache"
 
 
@@ -122,8 +137,7 @@ async def test_scripted_scenario_exports_exact_counts(redis_url: str) -> None:
         }
         assert v(name, f"{P}.coalesced") == {frozenset(): 1}
         assert v(name, f"{P}.l2.errors") == {
-            frozenset({("error.type", t)}): 1 if t == "corrupt" else 0
-            for t in ("timeout", "connection", "corrupt", "serialization", "other")
+            frozenset({("error.type", t)}): 1 if t == "corrupt" else 0 for t in ERROR_TYPES
         }
         assert v(name, f"{P}.entries") == {level("l1_memory"): len(m.l1)}
         assert v(name, f"{P}.size") == {level("l1_memory"): m.l1.size_bytes}

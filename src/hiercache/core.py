@@ -18,7 +18,12 @@ from typing import Any, Final
 
 from hiercache import stats as S
 from hiercache.codec import Codec
-from hiercache.errors import CorruptValueError, InvalidKeyError, SerializationError
+from hiercache.errors import (
+    CorruptValueError,
+    IncompatibleValueError,
+    InvalidKeyError,
+    SerializationError,
+)
 from hiercache.health import L2Health
 from hiercache.memory import EvictionReason, MemoryTier
 from hiercache.redis_tier import Fetched, RedisCacheBackend
@@ -77,7 +82,11 @@ class CacheCore:
         self.l1_ttl = config.l1_ttl_seconds
         self.promote = config.hierarchical_caching
         self.health = L2Health(
-            config.redis_target, config.name, config.l2_retry_interval_seconds, clock
+            config.redis_target,
+            config.name,
+            failures=config.l2_breaker_failures,
+            open_seconds=config.l2_breaker_open_seconds,
+            clock=clock,
         )
         self.l2: RedisCacheBackend | None = None
         self.write_behind: WriteBehindQueue | None = None
@@ -104,6 +113,9 @@ class CacheCore:
             except CorruptValueError as exc:
                 self.stats.add(S.L2_ERROR["corrupt"])
                 log.warning("hiercache: unreadable L2 value treated as a miss: %s", exc)
+            except IncompatibleValueError as exc:  # a newer writer during a rolling deploy
+                self.stats.add(S.L2_ERROR["incompatible"])
+                log.debug("hiercache: L2 value this version cannot read, a miss: %s", exc)
             else:
                 self.stats.add(S.HIT[S.L2, op])
                 if self.promote:
@@ -140,14 +152,16 @@ class CacheCore:
         return found
 
     # -- writing ---------------------------------------------------------------------
-    def encode(self, key: str, value: Any, ttl_seconds: float | None) -> Row:
-        """Validate and encode one write; raises before anything is cached."""
+    def encode(self, key: str, value: Any, ttl_seconds: float | None) -> tuple[Row, Any]:
+        """Validate and encode one write: its L2 row, and the value L1 holds (what any L2
+        reader decodes, so both tiers answer alike). Raises before anything is cached."""
         ttl = check_ttl(check_key(key), ttl_seconds, self.config.l2_ttl_seconds)
         try:
-            return key, self.codec.encode(key, value), ttl
+            payload, value_for_l1 = self.codec.encode_value(key, value)
         except SerializationError:
             self.stats.add(S.L2_ERROR["serialization"])  # visible to SREs, not just the caller
             raise
+        return (key, payload, ttl), value_for_l1
 
     def store_l1(self, row: Row, value: Any) -> None:
         key, payload, ttl = row
@@ -155,10 +169,10 @@ class CacheCore:
 
     def encode_many(self, items: Mapping[str, Any], ttl_seconds: float | None) -> list[Row]:
         """Encode every item first, so one bad value caches none; then fill L1."""
-        rows = [self.encode(k, v, ttl_seconds) for k, v in items.items()]
-        for row in rows:
-            self.store_l1(row, items[row[0]])
-        return rows
+        encoded = [self.encode(k, v, ttl_seconds) for k, v in items.items()]
+        for row, value in encoded:
+            self.store_l1(row, value)
+        return [row for row, _ in encoded]
 
     def invalidate_l1(self, pattern: str) -> list[str]:
         """Drop the L1 keys matching the glob ``pattern``; returns them."""

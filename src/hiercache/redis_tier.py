@@ -27,6 +27,7 @@ from redis.retry import Retry
 
 from hiercache import stats as S
 from hiercache.health import L2Health
+from hiercache.prober import Prober
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
@@ -97,8 +98,14 @@ class RedisCacheBackend:
             config.model_copy(update={"telemetry_enabled": False}), self.stats, dict
         )
         self.health = health or L2Health(
-            config.redis_target, config.name, config.l2_retry_interval_seconds
+            config.redis_target,
+            config.name,
+            failures=config.l2_breaker_failures,
+            open_seconds=config.l2_breaker_open_seconds,
         )
+        self.prober = Prober(self.health, lambda: self.run(self.op_ping()))
+        self._reconnect_async = self._reconnect_sync = False
+        self._closing: asyncio.Task[None] | None = None
         self._aclient: redis.asyncio.Redis | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._sclient: redis.Redis | None = None
@@ -160,12 +167,20 @@ class RedisCacheBackend:
     def async_client(self) -> redis.asyncio.Redis:
         """The asyncio client of the running loop (a new loop gets a new pool)."""
         loop = asyncio.get_running_loop()
+        if self._reconnect_async and self._aclient is not None and self._aloop is loop:
+            # After a topology error: new connections, so the primary is looked up afresh.
+            old, self._aclient = self._aclient, None
+            self._closing = loop.create_task(old.aclose())
+        self._reconnect_async = False
         if self._aclient is None or self._aloop is not loop:
             self._aclient = self._make(redis.asyncio.Redis)
             self._aloop = loop
         return self._aclient
 
     def sync_client(self) -> redis.Redis:
+        if self._reconnect_sync and self._sclient is not None:
+            self._sclient.connection_pool.disconnect()
+        self._reconnect_sync = False
         if self._sclient is None:
             self._sclient = self._make(redis.Redis)
         return self._sclient
@@ -176,6 +191,8 @@ class RedisCacheBackend:
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(exc)
         self.stats.add(S.L2_ERROR[kind])
+        if kind == "topology":  # the primary moved: rediscover on the next round trip
+            self._reconnect_async = self._reconnect_sync = True
         self.health.failed(kind)
 
     def _succeeded(self, op: _Op[Any], started: float) -> None:
@@ -285,6 +302,7 @@ class RedisCacheBackend:
             self._aclient = None
 
     def close(self) -> None:
+        self.prober.close()
         if self._sclient is not None:
             self._sclient.close()
             self._sclient = None

@@ -7,6 +7,7 @@ this API follows (``CACHE_L1_SIZE``, ``CACHE_L1_TTL``, ``REDIS_HOST``, ``REDIS_P
 
 from __future__ import annotations
 
+import warnings
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,7 +99,12 @@ class CacheConfig(BaseSettings):
     l2_ttl_seconds: float = Field(3600, gt=0)
     l2_connect_timeout_seconds: float = Field(1.0, gt=0)
     l2_operation_timeout_seconds: float = Field(0.5, gt=0)
-    l2_retry_interval_seconds: float = Field(5.0, gt=0)
+    # The circuit breaker: this many outage errors in a row open it; while open, L2 is
+    # skipped and pinged in the background every l2_breaker_open_seconds.
+    l2_breaker_failures: int = Field(5, ge=1)
+    l2_breaker_open_seconds: float = Field(1.0, gt=0)
+    #: Deprecated alias of l2_breaker_open_seconds (it used to be the re-probe interval).
+    l2_retry_interval_seconds: float | None = Field(None, gt=0)
 
     # Encoding
     compression_enabled: bool = True
@@ -156,6 +162,18 @@ class CacheConfig(BaseSettings):
             except ValueError:
                 raise ValueError("redis_url has a port outside 1-65535") from None
         return value
+
+    @model_validator(mode="after")
+    def _deprecated_retry_interval(self) -> CacheConfig:
+        if self.l2_retry_interval_seconds is not None:
+            warnings.warn(
+                "l2_retry_interval_seconds is deprecated: use l2_breaker_open_seconds",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if "l2_breaker_open_seconds" not in self.model_fields_set:
+                self.l2_breaker_open_seconds = self.l2_retry_interval_seconds
+        return self
 
     @model_validator(mode="after")
     def _write_mode(self) -> CacheConfig:

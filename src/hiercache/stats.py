@@ -18,7 +18,19 @@ L2: Final = "l2_redis"
 LEVELS: Final = (L1, L2)
 OPERATIONS: Final = ("get", "get_many")
 EVICTION_REASONS: Final = ("size", "expired", "deleted", "invalidated")
-L2_ERROR_TYPES: Final = ("timeout", "connection", "corrupt", "serialization", "other")
+L2_ERROR_TYPES: Final = (
+    "timeout",
+    "connection",
+    "topology",
+    "busy",
+    "write_refused",
+    "auth",
+    "wrong_type",
+    "corrupt",
+    "incompatible",
+    "serialization",
+    "other",
+)
 LOAD_RESULTS: Final = ("success", "error")
 
 

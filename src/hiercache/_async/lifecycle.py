@@ -47,16 +47,16 @@ class AsyncLifecycle:
         self._on_start()
 
     async def _probe(self) -> None:
-        """Ping an L2 that is not live, when a ping is due (at start, then every interval)."""
-        if self.l2 is not None and self._health.probe_due():
-            self._health.probed(await self.l2.arun(self.l2.op_ping()))
+        """The start-up ping; later ones are the prober's (in the background, see ``health``)."""
+        if self.l2 is not None:
+            if self._health.probe_due():
+                self._health.probed(await self.l2.arun(self.l2.op_ping()))
+            self.l2.prober.resume()
 
     async def _live_l2(self) -> RedisCacheBackend | None:
-        """L2, if operations should use it now; else None (run L1-only)."""
+        """L2, if operations should use it now (the breaker is closed); else None."""
         if not self._initialized:
             await self.initialize()
-        elif not self._health.live:
-            await self._probe()
         return self.l2 if self._health.live else None
 
     def _on_start(self) -> None:

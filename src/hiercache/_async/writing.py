@@ -23,8 +23,8 @@ class AsyncWritePath(AsyncReadPath):
         ``l1_ttl_seconds``). Raises ``SerializationError``, ``InvalidKeyError`` or
         ``InvalidTTLError`` on bad input, before anything is cached."""
         with self.core.observe("hiercache.set", key):
-            row = self.core.encode(key, value, ttl_seconds)
-            self.core.store_l1(row, value)
+            row, stored = self.core.encode(key, value, ttl_seconds)
+            self.core.store_l1(row, stored)
             await self._write_l2([row])
 
     async def set_many(self, items: Mapping[str, Any], ttl_seconds: float | None = None) -> None:

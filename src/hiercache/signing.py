@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Final
 
@@ -30,6 +31,7 @@ _KEY_ID_LABEL: Final = b"hiercache signing key id v1"
 
 _process_key: bytes | None = None
 _warned_random_key = False
+_process_key_lock = threading.Lock()
 
 
 def parse_signing_keys(text: str) -> tuple[bytes, ...]:
@@ -70,10 +72,11 @@ def key_id(key: bytes) -> bytes:
 def process_key() -> bytes:
     """This process's random key, made on first use; warns once that others cannot verify it."""
     global _process_key, _warned_random_key
-    if _process_key is None:
-        _process_key = secrets.token_bytes(32)
-    if not _warned_random_key:
-        _warned_random_key = True
+    with _process_key_lock:  # one key per process, even when two threads build codecs at once
+        if _process_key is None:
+            _process_key = secrets.token_bytes(32)
+        warn, _warned_random_key = not _warned_random_key, True
+    if warn:
         log.warning(
             "hiercache: pickle values are signed with a random per-process key because "
             "CACHE_SIGNING_KEY is not set: other processes cannot read them (they are misses "

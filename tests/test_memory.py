@@ -9,8 +9,8 @@ import pytest
 from fakes import FakeClock
 from hiercache import CacheStrategy, EvictionReason
 from hiercache.memory import ENTRY_OVERHEAD_BYTES, MemoryTier
+from hiercache.adaptive import AdaptivePolicy
 from hiercache.policies import (
-    AdaptivePolicy,
     FIFOPolicy,
     LFUPolicy,
     LRUPolicy,

@@ -2,6 +2,13 @@
 
 Bounded by entry count and optionally by bytes; which key goes when it is full is the
 policy's decision (``policies``). Every removal reports its reason to ``on_evict``.
+
+Reads never take the lock. How a hit reaches the policy depends on its ``ReadMode``:
+``lru`` reorders in place (one atomic C call), ``fifo``/``ttl`` ignore reads, ``lfu``
+buffers them without loss, ``adaptive`` buffers them in a lossy ring (as Caffeine does).
+Buffered reads are replayed in order, under the lock, before every write. The size
+advisor (``advisor``) is fed the same way: sampled entries carry a flag, their hits and
+all misses go to a small ring that the next write (or ``what_if``) drains.
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ from collections.abc import Callable, Hashable, Iterator
 from enum import Enum
 from typing import Any
 
-from hiercache.policies import EvictionPolicy, make_policy
+from hiercache.advisor import SizeAdvisor
+from hiercache.policies import EvictionPolicy, ReadMode, make_policy
 from hiercache.settings import CacheStrategy
 
 # A rough per-entry overhead (dict slot, Entry object, policy bookkeeping) added to the
 # encoded payload size when accounting bytes.
 ENTRY_OVERHEAD_BYTES = 240
-# How many recent reads are kept for the policy between two writes.
+# How many reads are buffered between two writes: the lossy ring (adaptive) drops the
+# oldest beyond it; the exact buffer (lfu) is drained by the read that fills it.
 READ_BUFFER_SIZE = 4096
+# Reads kept for the size advisor between two writes (sampled hits and misses).
+ADVICE_BUFFER_SIZE = 4096
 
 
 class EvictionReason(str, Enum):
@@ -32,12 +43,13 @@ class EvictionReason(str, Enum):
 
 
 class Entry:
-    __slots__ = ("expires_at", "size", "value")
+    __slots__ = ("expires_at", "sampled", "size", "value")
 
-    def __init__(self, value: Any, expires_at: float, size: int) -> None:
+    def __init__(self, value: Any, expires_at: float, size: int, sampled: bool = False) -> None:
         self.value = value
         self.expires_at = expires_at
         self.size = size
+        self.sampled = sampled  # in the size advisor's sample: its hits are recorded
 
 
 EvictListener = Callable[[str, EvictionReason], None]
@@ -45,6 +57,11 @@ EvictListener = Callable[[str, EvictionReason], None]
 
 def _ignore(key: str, reason: EvictionReason) -> None:
     pass
+
+
+# A C-level callable that does nothing useful with a key: the ``touch`` of policies that
+# ignore reads (a Python no-op function would cost a frame per hit).
+_NO_TOUCH: Callable[[str], object] = frozenset[str]().__contains__
 
 
 class MemoryTier:
@@ -58,6 +75,7 @@ class MemoryTier:
         strategy: CacheStrategy = CacheStrategy.LRU,
         clock: Callable[[], float] = time.monotonic,
         on_evict: EvictListener = _ignore,
+        advisor: bool = True,
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -67,8 +85,19 @@ class MemoryTier:
         self._data: dict[str, Entry] = {}
         self._bytes = 0
         self._expiry: list[tuple[float, int, str]] = []  # (expires_at, id(entry), key)
-        self._reads: deque[str] = deque(maxlen=READ_BUFFER_SIZE)
         self._lock = threading.Lock()
+        mode = self._policy.read_mode
+        self._reads: deque[str] = deque(
+            maxlen=READ_BUFFER_SIZE if mode is ReadMode.LOSSY_BUFFER else None
+        )
+        self._touch: Callable[[str], object] = {
+            ReadMode.DIRECT: self._policy.touch,
+            ReadMode.IGNORED: _NO_TOUCH,
+            ReadMode.EXACT_BUFFER: self._buffer_read,
+            ReadMode.LOSSY_BUFFER: self._reads.append,
+        }[mode]
+        self._advisor = SizeAdvisor(max_entries) if advisor else None
+        self._advice: deque[str] = deque(maxlen=ADVICE_BUFFER_SIZE)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -93,14 +122,44 @@ class MemoryTier:
         except TypeError:  # unhashable: never stored; the caller's key check names it
             return None
         if entry is None:
+            if self._advisor is not None:
+                self._advice.append(key)
             return None
         if entry.expires_at <= self.clock():
             with self._lock:
                 if self._data.get(key) is entry:
                     self._remove(key, EvictionReason.EXPIRED)
+            if self._advisor is not None:
+                self._advice.append(key)
             return None
-        self._reads.append(key)
+        try:
+            self._touch(key)
+        except KeyError:  # lru: a writer removed it after we found it; nothing to reorder
+            pass
+        if entry.sampled:
+            self._advice.append(key)
         return entry
+
+    def what_if(self) -> dict[int, float]:
+        """Estimated L1 hit ratio (0..1) at 1/2, 1, 2, 4 and 8 x ``max_entries``.
+
+        Keys are capacities in entries; empty when the advisor is switched off.
+        """
+        if self._advisor is None:
+            return {}
+        with self._lock:
+            self._drain_reads()
+            return self._advisor.what_if()
+
+    def _buffer_read(self, key: str) -> None:
+        """An exact buffer: the read that fills it replays it, if no writer holds the lock."""
+        reads = self._reads
+        reads.append(key)
+        if len(reads) >= READ_BUFFER_SIZE and self._lock.acquire(blocking=False):
+            try:
+                self._drain_reads()
+            finally:
+                self._lock.release()
 
     def set(self, key: str, value: Any, ttl_seconds: float, size: int = 0) -> bool:
         """Store ``value``; False if it cannot fit at all (bigger than ``max_bytes``)."""
@@ -126,7 +185,10 @@ class MemoryTier:
                     self._remove(victim, EvictionReason.SIZE)
                 else:  # the key being overwritten: the policy forgets it, re-learns below
                     self._policy.record_remove(victim)
-            entry = Entry(value, now + ttl_seconds, size)
+            advisor = self._advisor
+            entry = Entry(
+                value, now + ttl_seconds, size, advisor is not None and advisor.sampled(key)
+            )
             self._data[key] = entry
             self._bytes += size
             self._policy.record_insert(key, entry.expires_at)
@@ -176,11 +238,13 @@ class MemoryTier:
             heapq.heapify(self._expiry)
 
     def _drain_reads(self) -> None:
-        reads, data, record = self._reads, self._data, self._policy.record_access
-        while reads:
-            key = reads.popleft()
-            if key in data:
-                record(key)
+        reads = self._reads
+        if reads:
+            batch = [reads.popleft() for _ in range(len(reads))]
+            self._policy.record_accesses(batch)
+        advice = self._advice
+        if advice and self._advisor is not None:
+            self._advisor.record([advice.popleft() for _ in range(len(advice))])
 
     def _drop(self, key: str) -> Entry:
         """Remove without reporting an eviction (an overwrite is not an eviction)."""

@@ -2,7 +2,7 @@
 
 A policy only orders keys: the memory tier tells it what was inserted, read and
 removed, and asks it which key to evict next. Every method is O(1) (amortised),
-and is called with the tier's lock held.
+and is called with the tier's lock held, except ``touch`` (see ``ReadMode``).
 """
 
 from __future__ import annotations
@@ -10,42 +10,90 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from enum import Enum
 from typing import Protocol
 
+from hiercache.errors import CacheError
 from hiercache.settings import CacheStrategy
 
 
+class UnknownStrategyError(CacheError, ValueError):
+    """``make_policy`` was given a strategy it does not know."""
+
+    def __init__(self, strategy: object) -> None:
+        super().__init__(
+            f"unknown L1 strategy {strategy!r}: expected one of "
+            + ", ".join(s.value for s in CacheStrategy)
+        )
+        self.strategy = strategy
+
+
+class ReadMode(Enum):
+    """How the tier hands a policy the reads (hits), which never take the tier's lock."""
+
+    DIRECT = "direct"  # the tier calls ``touch(key)`` itself: one atomic C-level call
+    IGNORED = "ignored"  # reads do not change the order (fifo, ttl)
+    EXACT_BUFFER = "exact"  # buffered, never dropped, replayed in order under the lock
+    LOSSY_BUFFER = "lossy"  # buffered in a bounded ring that drops reads when full
+
+
 class EvictionPolicy(Protocol):
+    read_mode: ReadMode
+
     def record_insert(self, key: str, expires_at: float) -> None: ...
     def record_access(self, key: str) -> None: ...
+    def record_accesses(self, keys: Iterable[str]) -> None: ...
     def record_remove(self, key: str) -> None: ...
+    def touch(self, key: str) -> object:
+        """A read, lock-free (ReadMode.DIRECT only): must be safe without the tier's lock."""
+        ...
+
     def victim(self) -> str:
         """The key to evict next. Only called while the tier holds at least one key."""
         ...
 
 
 class LRUPolicy:
-    """Least recently used."""
+    """Least recently used, exact: every read moves its key to the recent end.
+
+    ``touch`` is ``OrderedDict.move_to_end``, one C call that is atomic under the GIL,
+    so a hit reorders the key without the tier's lock and without a buffer.
+    """
+
+    read_mode = ReadMode.DIRECT
 
     def __init__(self) -> None:
         self._order: OrderedDict[str, None] = OrderedDict()
+        self.touch: Callable[[str], object] = self._order.move_to_end
 
     def record_insert(self, key: str, expires_at: float) -> None:
         self._order[key] = None
         self._order.move_to_end(key)
 
     def record_access(self, key: str) -> None:
-        self._order.move_to_end(key)
+        if key in self._order:
+            self._order.move_to_end(key)
+
+    def record_accesses(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.record_access(key)
 
     def record_remove(self, key: str) -> None:
         self._order.pop(key, None)
 
     def victim(self) -> str:
-        return next(iter(self._order))
+        while True:
+            try:
+                return next(iter(self._order))
+            except RuntimeError:  # a lock-free touch reordered it meanwhile: look again
+                continue
 
 
 class FIFOPolicy(LRUPolicy):
     """First in, first out: reads do not reorder; re-setting a key keeps its place."""
+
+    read_mode = ReadMode.IGNORED
 
     def record_insert(self, key: str, expires_at: float) -> None:
         self._order.setdefault(key, None)
@@ -55,23 +103,44 @@ class FIFOPolicy(LRUPolicy):
 
 
 class LFUPolicy:
-    """Least frequently used, ties broken by least recent; O(1) with frequency buckets."""
+    """Least frequently used, ties broken by least recent; O(1) with frequency buckets.
 
-    def __init__(self) -> None:
+    Aging: after every ``10 x capacity`` recorded uses (reads and writes), every count is
+    halved, rounded down but never below 1, and the halving keeps recency order among
+    keys that end up with equal counts. Old popularity therefore fades within a few such
+    periods, so a key that was hot long ago cannot sit in the cache for ever (plain LFU
+    collapses on recency-only workloads). Reads are replayed exactly, in order.
+    """
+
+    read_mode = ReadMode.EXACT_BUFFER
+
+    def __init__(self, capacity: int = 1000) -> None:
         self._freq: dict[str, int] = {}
+        self._stamp: dict[str, int] = {}
         self._buckets: dict[int, OrderedDict[str, None]] = {}
         self._min = 0
+        self._clock = 0
+        self._age_every = 10 * max(1, capacity)
+        self._uses = 0
+
+    def touch(self, key: str) -> object:  # pragma: no cover - not DIRECT
+        raise NotImplementedError
 
     def record_insert(self, key: str, expires_at: float) -> None:
         if key in self._freq:
             self.record_access(key)
             return
         self._freq[key] = 1
+        self._clock += 1
+        self._stamp[key] = self._clock
         self._buckets.setdefault(1, OrderedDict())[key] = None
         self._min = 1
+        self._used()
 
     def record_access(self, key: str) -> None:
-        f = self._freq[key]
+        f = self._freq.get(key)
+        if f is None:
+            return
         bucket = self._buckets[f]
         del bucket[key]
         if not bucket:
@@ -79,12 +148,39 @@ class LFUPolicy:
             if self._min == f:
                 self._min = f + 1
         self._freq[key] = f + 1
+        self._clock += 1
+        self._stamp[key] = self._clock
         self._buckets.setdefault(f + 1, OrderedDict())[key] = None
+        self._used()
+
+    def record_accesses(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.record_access(key)
+
+    def _used(self) -> None:
+        self._uses += 1
+        if self._uses >= self._age_every:
+            self._uses = 0
+            self._age()
+
+    def _age(self) -> None:
+        merged: dict[int, list[str]] = {}
+        for f, bucket in self._buckets.items():
+            merged.setdefault(max(1, f // 2), []).extend(bucket)
+        stamp = self._stamp
+        self._buckets = {}
+        for f in sorted(merged):
+            keys = sorted(merged[f], key=stamp.__getitem__)
+            self._buckets[f] = OrderedDict.fromkeys(keys)
+            for key in keys:
+                self._freq[key] = f
+        self._min = min(self._buckets, default=0)
 
     def record_remove(self, key: str) -> None:
         f = self._freq.pop(key, None)
         if f is None:
             return
+        del self._stamp[key]
         bucket = self._buckets[f]
         del bucket[key]
         if not bucket:
@@ -101,10 +197,15 @@ class LFUPolicy:
 class TTLPolicy:
     """Evicts the key nearest to expiry (a heap with lazy deletion)."""
 
+    read_mode = ReadMode.IGNORED
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, str]] = []
         self._live: dict[str, int] = {}
         self._seq = itertools.count()
+
+    def touch(self, key: str) -> object:  # pragma: no cover - not DIRECT
+        raise NotImplementedError
 
     def record_insert(self, key: str, expires_at: float) -> None:
         seq = next(self._seq)
@@ -115,6 +216,9 @@ class TTLPolicy:
             heapq.heapify(self._heap)
 
     def record_access(self, key: str) -> None:
+        pass
+
+    def record_accesses(self, keys: Iterable[str]) -> None:
         pass
 
     def record_remove(self, key: str) -> None:
@@ -128,112 +232,18 @@ class TTLPolicy:
             heapq.heappop(self._heap)
 
 
-class _FrequencySketch:
-    """A 4-way count-min sketch of recent access frequency, halved periodically (aging)."""
-
-    def __init__(self, capacity: int) -> None:
-        width = 1
-        while width < max(16, capacity):
-            width <<= 1
-        self._mask = width - 1
-        self._table = [0] * (width * 4)
-        self._width = width
-        self._additions = 0
-        self._reset_at = 10 * max(16, capacity)
-
-    def _slots(self, key: str) -> tuple[int, int, int, int]:
-        h = hash(key)
-        w, m = self._width, self._mask
-        return (
-            h & m,
-            w + ((h >> 16) & m),
-            2 * w + ((h * 0x9E3779B1 >> 7) & m),
-            3 * w + ((h * 0x85EBCA6B >> 13) & m),
-        )
-
-    def increment(self, key: str) -> None:
-        t = self._table
-        for i in self._slots(key):
-            if t[i] < 15:
-                t[i] += 1
-        self._additions += 1
-        if self._additions >= self._reset_at:
-            self._table = [c >> 1 for c in t]
-            self._additions //= 2
-
-    def frequency(self, key: str) -> int:
-        t = self._table
-        return min(t[i] for i in self._slots(key))
-
-
-class AdaptivePolicy:
-    """W-TinyLFU-style: a small LRU admission window in front of a segmented-LRU main area.
-
-    New keys enter the window. When the cache is full, the window's oldest key (the
-    candidate) competes with the main area's victim, and a frequency sketch decides:
-    a one-off scan cannot flush a hot working set, while a recency burst still lands in
-    the window. While the cache is not full, window overflow moves to the main area freely.
-    """
-
-    def __init__(self, capacity: int, window_fraction: float = 0.01) -> None:
-        self._window_cap = max(1, int(capacity * window_fraction))
-        self._protected_cap = max(1, int((capacity - self._window_cap) * 0.8))
-        self._window: OrderedDict[str, None] = OrderedDict()
-        self._probation: OrderedDict[str, None] = OrderedDict()
-        self._protected: OrderedDict[str, None] = OrderedDict()
-        self._sketch = _FrequencySketch(capacity)
-
-    def record_insert(self, key: str, expires_at: float) -> None:
-        if key in self._window or key in self._probation or key in self._protected:
-            self.record_access(key)
-            return
-        self._sketch.increment(key)
-        self._window[key] = None
-        if len(self._window) > self._window_cap:
-            moved, _ = self._window.popitem(last=False)
-            self._probation[moved] = None
-
-    def record_access(self, key: str) -> None:
-        self._sketch.increment(key)
-        if key in self._window:
-            self._window.move_to_end(key)
-        elif key in self._probation:
-            del self._probation[key]
-            self._protected[key] = None
-            if len(self._protected) > self._protected_cap:
-                demoted, _ = self._protected.popitem(last=False)
-                self._probation[demoted] = None
-        elif key in self._protected:
-            self._protected.move_to_end(key)
-
-    def record_remove(self, key: str) -> None:
-        for segment in (self._window, self._probation, self._protected):
-            if segment.pop(key, 0) is None:
-                return
-
-    def victim(self) -> str:
-        main = self._probation or self._protected
-        if len(self._window) >= self._window_cap and main:
-            # The next insert overflows the window: its oldest key competes for main.
-            candidate, incumbent = next(iter(self._window)), next(iter(main))
-            if self._sketch.frequency(candidate) > self._sketch.frequency(incumbent):
-                del self._window[candidate]
-                self._probation[candidate] = None
-                return incumbent
-            return candidate
-        for segment in (self._probation, self._protected, self._window):
-            if segment:
-                return next(iter(segment))
-        raise LookupError("victim() called on an empty policy")
-
-
 def make_policy(strategy: CacheStrategy, capacity: int) -> EvictionPolicy:
+    """The policy for ``strategy``; ``UnknownStrategyError`` for anything else."""
     if strategy is CacheStrategy.LRU:
         return LRUPolicy()
     if strategy is CacheStrategy.LFU:
-        return LFUPolicy()
+        return LFUPolicy(capacity)
     if strategy is CacheStrategy.FIFO:
         return FIFOPolicy()
     if strategy is CacheStrategy.TTL:
         return TTLPolicy()
-    return AdaptivePolicy(capacity)
+    if strategy is CacheStrategy.ADAPTIVE:
+        from hiercache.adaptive import AdaptivePolicy  # it builds on this module
+
+        return AdaptivePolicy(capacity)
+    raise UnknownStrategyError(strategy)

@@ -1,0 +1,106 @@
+"""The size advisor: what the L1 hit ratio would be at other capacities, measured online.
+
+Method: SHARDS (Waldspurger et al., FAST '15), spatially sampled reuse distances. A key is
+in the sample when its hash falls under a threshold, so a sampled key is seen on *every*
+read of it and the sample is a consistent ``rate`` share of the key space. The sampled
+reads go through a stack of LRU segments whose boundaries sit at ``rate x capacity x f``
+for f in 1/2, 1, 2, 4 and 8: a read found in segment i is a hit for an LRU cache of every
+size from that boundary up, and a cold or deeper read is a miss for all of them. So the
+advisor estimates the exact-LRU hit-ratio curve at those sizes, at a cost of a few dict
+operations per *sampled* read.
+
+- Fed off the hot path: the tier records sampled hits (a flag set on the entry when it is
+  stored) and misses in a small buffer; the advisor consumes it under the tier's lock
+  when the tier next writes (or when ``what_if`` is asked).
+- Bounded memory: at most ``memory_bytes`` (1 MB by default) of tracked keys, about
+  ``BYTES_PER_KEY`` each; the sampling rate is chosen from the capacity to fit, and is 1
+  (every key) for small caches.
+- Capacity is in entries. When ``l1_max_bytes`` binds before ``l1_max_entries``, the
+  curve still speaks of entries: divide the byte bound by the mean entry size to place
+  the current cache on it.
+- For ``adaptive`` (and the other strategies) it still estimates LRU's curve; the measured
+  error against exact replays of ADAPTIVE is in the README's eviction section.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable
+
+# Measured footprint of one tracked key: an OrderedDict slot, a dict slot for its segment.
+BYTES_PER_KEY = 160
+DEFAULT_MEMORY_BYTES = 1 << 20
+FACTORS = (0.5, 1.0, 2.0, 4.0, 8.0)
+_HASH_SPACE = 1 << 24
+
+
+class SizeAdvisor:
+    """Online hit-ratio estimates at ``FACTORS`` x ``capacity`` (see the module docstring)."""
+
+    def __init__(self, capacity: int, *, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+        if capacity < 1:
+            raise ValueError(f"advisor capacity must be >= 1, got {capacity}")
+        if memory_bytes < BYTES_PER_KEY * 64:
+            raise ValueError(f"advisor memory_bytes must be >= {BYTES_PER_KEY * 64}")
+        self.capacity = capacity
+        tracked = memory_bytes // BYTES_PER_KEY
+        self.rate = min(1.0, tracked / (FACTORS[-1] * capacity))
+        self._threshold = int(self.rate * _HASH_SPACE)
+        bounds = [max(1, round(f * capacity * self.rate)) for f in FACTORS]
+        self._limits = [bounds[0]] + [b - a for a, b in itertools.pairwise(bounds)]
+        self._segments: list[OrderedDict[str, None]] = [OrderedDict() for _ in FACTORS]
+        self._where: dict[str, int] = {}
+        self._hits = [0] * len(FACTORS)  # hits whose reuse distance fell in segment i
+        self.reads = 0
+
+    def sampled(self, key: str) -> bool:
+        """Is ``key`` in the spatial sample? (A stable function of the key in this process.)"""
+        return (hash(key) & (_HASH_SPACE - 1)) < self._threshold
+
+    def record(self, keys: Iterable[str]) -> None:
+        """Replay reads, in order; reads of keys outside the sample are skipped."""
+        threshold, mask = self._threshold, _HASH_SPACE - 1
+        where, segments, limits, hits = self._where, self._segments, self._limits, self._hits
+        top = segments[0]
+        last = len(segments) - 1
+        for key in keys:
+            if (hash(key) & mask) >= threshold:
+                continue
+            self.reads += 1
+            found = where.get(key)
+            if found is None:
+                found = last + 1
+            else:
+                hits[found] += 1
+                if found == 0:
+                    top.move_to_end(key)
+                    continue
+                del segments[found][key]
+            top[key] = None
+            where[key] = 0
+            # Push each full segment's oldest key down one segment, as far as needed.
+            i = 0
+            while i < found and i <= last and len(segments[i]) > limits[i]:
+                moved, _ = segments[i].popitem(last=False)
+                if i == last:
+                    del where[moved]
+                else:
+                    segments[i + 1][moved] = None
+                    where[moved] = i + 1
+                i += 1
+
+    def what_if(self) -> dict[int, float]:
+        """Estimated hit ratio (0..1) for capacities of 1/2, 1, 2, 4 and 8 x the current."""
+        out: dict[int, float] = {}
+        cumulative = 0
+        for factor, hits in zip(FACTORS, self._hits):
+            cumulative += hits
+            out[max(1, round(factor * self.capacity))] = (
+                cumulative / self.reads if self.reads else 0.0
+            )
+        return out
+
+    @property
+    def tracked(self) -> int:
+        return len(self._where)

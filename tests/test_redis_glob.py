@@ -31,9 +31,38 @@ def scan(client: redis.Redis, pattern: str | bytes, keys: list[bytes]) -> set[by
 KEY_ALPHABET = "ab-^!\\[]*?éx日\x00"
 PATTERN_ALPHABET = KEY_ALPHABET + "**??[[]]^^\\-"
 KEYS = st.lists(st.text(KEY_ALPHABET, min_size=1, max_size=6), min_size=1, max_size=12)
+
+
+@st.composite
+def keys_and_pattern(draw: st.DrawFn) -> tuple[list[str], str]:
+    """A pattern, and keys that include near-instances of it, so many patterns match some."""
+    pattern = draw(st.text(PATTERN_ALPHABET, max_size=8))
+    filler = draw(st.text(KEY_ALPHABET, max_size=3))
+    one = draw(st.sampled_from(KEY_ALPHABET))
+    near = [
+        pattern,
+        pattern.replace("*", ""),
+        pattern.replace("*", filler).replace("?", one),
+        pattern.replace("*", filler).replace("?", one).replace("[", "").replace("]", ""),
+        pattern.replace("\\", "").replace("*", one),
+    ]
+    keys = draw(KEYS) + [k for k in near if k]
+    return keys, pattern
+
+
 SLOW = settings(
     max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+@SLOW
+@given(case=keys_and_pattern())
+def test_near_instances_of_a_pattern_match_as_in_scan(
+    client: redis.Redis, case: tuple[list[str], str]
+) -> None:
+    keys, pattern = case
+    encoded = [k.encode() for k in keys]
+    assert {k for k in encoded if glob_match(pattern, k)} == scan(client, pattern, encoded)
 
 
 @SLOW

@@ -7,6 +7,9 @@ hiercache silently treating every span as absent (no spans) or present (slow).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -123,3 +126,20 @@ def test_telemetry_package_exports_the_same_objects() -> None:
     assert telemetry.SPAN_KEY is instruments.SPAN_KEY is SPAN_KEY
     assert telemetry.current_context is instruments.current_context is current_context
     assert telemetry.recording_span_active is recording_span_active
+
+
+def test_meter_provider_is_default_until_one_is_installed() -> None:
+    """``setup()`` relies on the API's proxy provider standing in until one is set."""
+    script = (
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from hiercache.telemetry.otel_internals import meter_provider_is_default\n"
+        "assert meter_provider_is_default()\n"
+        "metrics.set_meter_provider(MeterProvider())\n"
+        "assert not meter_provider_is_default()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr

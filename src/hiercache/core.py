@@ -8,7 +8,6 @@ generated ``_sync/``); what a step decides from data alone lives here, written o
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import time
@@ -26,9 +25,11 @@ from hiercache.errors import (
 )
 from hiercache.health import L2Health
 from hiercache.memory import EvictionReason, MemoryTier
+from hiercache.redis_glob import compile_glob
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.singleflight import SingleFlight
+from hiercache.sizing import value_size
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
 from hiercache.validation import check_key, check_ttl
@@ -120,7 +121,7 @@ class CacheCore:
                 self.stats.add(S.HIT[S.L2, op])
                 if self.promote:
                     l1_ttl = self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
-                    if l1_ttl > 0 and self.l1.set(key, value, l1_ttl, len(payload)):
+                    if l1_ttl > 0 and self.l1.set(key, value, l1_ttl, value_size(value)):
                         self.stats.add(S.PROMOTION)
                         self.telemetry.event("hiercache.promotion", **{"cache.level": S.L1})
                 return value
@@ -164,8 +165,9 @@ class CacheCore:
         return (key, payload, ttl), value_for_l1
 
     def store_l1(self, row: Row, value: Any) -> None:
-        key, payload, ttl = row
-        self.l1.set(key, value, min(ttl, self.l1_ttl), len(payload))
+        """Keep ``value`` in L1, counted at its live size (not its encoded size)."""
+        key, _, ttl = row
+        self.l1.set(key, value, min(ttl, self.l1_ttl), value_size(value))
 
     def encode_many(self, items: Mapping[str, Any], ttl_seconds: float | None) -> list[Row]:
         """Encode every item first, so one bad value caches none; then fill L1."""
@@ -175,10 +177,12 @@ class CacheCore:
         return [row for row, _ in encoded]
 
     def invalidate_l1(self, pattern: str) -> list[str]:
-        """Drop the L1 keys matching the glob ``pattern``; returns them."""
+        """Drop the L1 keys matching the glob ``pattern`` exactly as Redis matches it (on
+        UTF-8 bytes: see ``redis_glob``); returns them."""
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKeyError(pattern, "a pattern must be a non-empty str")
-        return self.l1.delete_matching(lambda k: fnmatch.fnmatchcase(k, pattern))
+        check_key(pattern)  # valid Unicode, bounded length
+        return self.l1.delete_matching(compile_glob(pattern).match)
 
     def removed_from_l2(self, count: int, reason: str) -> None:
         """Count keys an explicit delete or invalidation removed from L2."""

@@ -22,12 +22,13 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from hiercache import stats as S
 from hiercache.health import L2Health
+from hiercache.l2_errors import error_type
 from hiercache.prober import Prober
+from hiercache.redis_glob import escape_glob
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
@@ -38,11 +39,6 @@ SCAN_COUNT = 1000
 Fetched = tuple[bytes | None, float | None]
 #: What a miss (or an unreachable L2) fetches.
 NOTHING: Final[Fetched] = (None, None)
-
-
-def escape_glob(text: str) -> str:
-    """Escape Redis glob metacharacters so ``text`` matches literally."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _ttl(pttl: int) -> float | None:
@@ -68,16 +64,6 @@ def _server_address(config: CacheConfig) -> tuple[str, int | None]:
             return parts.path, None
         return parts.hostname or "localhost", parts.port or 6379
     return config.redis_host, config.redis_port
-
-
-def error_type(exc: BaseException) -> str:
-    if isinstance(exc, (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)):
-        return "timeout"
-    if isinstance(exc, RedisConnectionError) and "No connection available" in str(exc):
-        return "timeout"  # waited the operation timeout for a pooled connection: not an outage
-    if isinstance(exc, (RedisConnectionError, ConnectionError, OSError)):
-        return "connection"
-    return "other"
 
 
 class RedisCacheBackend:

@@ -12,7 +12,9 @@ from typing import Any
 
 from hiercache._async.reading import AsyncReadPath
 from hiercache.core import Row
+from hiercache.errors import InvalidKeyError
 from hiercache.memory import EvictionReason
+from hiercache.redis_glob import escape_glob
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.validation import check_key
 
@@ -88,6 +90,13 @@ class AsyncWritePath(AsyncReadPath):
                 removed += l2.unprefixed(found)
             if cursor == 0:
                 return removed
+
+    async def invalidate_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with ``prefix`` (literal text: glob characters in
+        it are escaped, so user input is safe here); returns how many."""
+        if not isinstance(prefix, str):
+            raise InvalidKeyError(prefix, "a prefix must be a str")
+        return await self.invalidate_pattern(escape_glob(prefix) + "*")
 
     async def clear(self) -> int:
         """Empty both tiers (of this cache's key prefix); returns how many keys went."""

@@ -23,7 +23,21 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-__all__ = ["FAST_PATH", "SPAN_KEY", "current_context", "recording_span_active"]
+__all__ = [
+    "FAST_PATH",
+    "SPAN_KEY",
+    "current_context",
+    "meter_provider_is_default",
+    "recording_span_active",
+]
+
+
+def meter_provider_is_default() -> bool:
+    """True while no MeterProvider has been installed (the API's proxy is in place)."""
+    from opentelemetry import metrics
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
 
 
 def _span_key() -> str:

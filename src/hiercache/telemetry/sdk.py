@@ -14,9 +14,6 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-# What get_meter_provider() returns while no MeterProvider is set (it has no public name).
-from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.metrics import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
@@ -29,6 +26,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from prometheus_client import start_http_server
+
+from hiercache.telemetry.otel_internals import meter_provider_is_default
 
 
 @dataclass
@@ -122,7 +121,7 @@ def _install_metrics(
 ) -> tuple[metrics.MeterProvider, bool, tuple[str, int] | None, Any]:
     """(global provider, installed by us, Prometheus address, HTTP server)."""
     current = metrics.get_meter_provider()
-    if not isinstance(current, _ProxyMeterProvider):  # the application set its own
+    if not meter_provider_is_default():  # the application set its own
         log.warning(
             "hiercache: a MeterProvider was already installed; keeping it "
             "(no Prometheus endpoint started, extra_readers unused)"

@@ -9,6 +9,7 @@ the other sees, counts and shares. Against the session's real redis-server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import AsyncIterator
@@ -291,3 +292,62 @@ def test_sync_front_refuses_an_async_loader(redis_url: str) -> None:
         manager.sync.get_or_load("k", loader)  # type: ignore[arg-type]
     assert manager.sync.get("k", MISS) is MISS
     manager.sync.close()
+
+
+@pytest.mark.parametrize("overtaken_by", ["delete", "invalidate_pattern", "clear", "set"])
+async def test_a_load_overtaken_by_a_write_or_invalidation_stores_nothing(
+    front: Front, raw: redis.Redis, overtaken_by: str
+) -> None:
+    """The load answers its caller, but its (older) result lands in neither tier."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_load() -> str:
+        entered.set()
+        assert release.wait(timeout=30)
+        return "old"
+
+    async def slow_load_async() -> str:
+        entered.set()
+        await asyncio.to_thread(release.wait, 30)
+        return "old"
+
+    loader: Any = slow_load_async if front.kind == "async" else slow_load
+    loading = asyncio.create_task(front("get_or_load", "user:1", loader))
+    await asyncio.to_thread(entered.wait, 30)
+    if overtaken_by == "delete":
+        await front("delete", "user:1")
+    elif overtaken_by == "invalidate_pattern":
+        await front("invalidate_pattern", "user:*")
+    elif overtaken_by == "clear":
+        await front("clear")
+    else:
+        await front("set", "user:1", "new")
+    release.set()
+    assert await loading == "old"  # the caller still gets its answer
+    await front("flush")
+    expected = "new" if overtaken_by == "set" else MISS
+    assert await front("get", "user:1", MISS) == expected
+    front.manager.l1.delete("user:1")
+    assert await front("get", "user:1", MISS) == expected  # from L2
+    stats = await front("get_statistics")
+    assert stats["loads"]["success"] == 1
+    assert front.manager.stats.total("loads_discarded") == 1
+
+
+def test_a_nested_key_prefix_is_warned_about(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hiercache")
+    outer = HierarchicalCacheManager(config(redis_url, key_prefix="app:"))
+    same = HierarchicalCacheManager(config(redis_url, key_prefix="app:"))
+    assert "nested" not in caplog.text  # one namespace shared by two instances: normal
+    inner = HierarchicalCacheManager(config(redis_url, key_prefix="app:tenant2:"))
+    warned = [r.getMessage() for r in caplog.records if "nested" in r.getMessage()]
+    assert warned == [
+        f"hiercache: key prefix 'app:tenant2:' is nested inside 'app:' on {redis_url}: "
+        "clear() and pattern invalidations of the outer cache also remove the inner "
+        "cache's keys"
+    ]
+    for m in (outer, same, inner):
+        m.sync.close()

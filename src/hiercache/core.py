@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
@@ -100,6 +101,8 @@ class CacheCore:
                     self.l2, config.write_behind_queue_size, config.write_behind_batch_size
                 )
         self.flight = SingleFlight()
+        if self.l2 is not None:
+            _check_namespace(self)
         self.warmers: list[Warmer] = []
         self._warming_owner: object | None = None
         self._warming_lock = threading.Lock()
@@ -194,6 +197,11 @@ class CacheCore:
         self.telemetry.record_latency("backend", operation, time.perf_counter() - started)
         self.stats.add(S.LOAD["success" if ok else "error"])
 
+    def load_discarded(self) -> None:
+        """A load finished after its key was written, deleted or invalidated: not stored."""
+        self.stats.add(S.LOAD_DISCARDED)
+        self.telemetry.event("hiercache.load.discarded")
+
     def coalesced(self, event: bool = True) -> None:
         """A caller was answered by another caller's load."""
         self.stats.add(S.COALESCED)
@@ -240,6 +248,32 @@ class CacheCore:
         if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
             gauges["l2.up"] = 1 if self.l2_up() else 0
         return gauges
+
+
+#: The live caches with an L2, to catch one namespace nested inside another.
+_LIVE: Final[weakref.WeakSet[CacheCore]] = weakref.WeakSet()
+_LIVE_LOCK: Final = threading.Lock()
+
+
+def _check_namespace(core: CacheCore) -> None:
+    """Warn when this cache's key prefix strictly contains, or is contained in, another live
+    cache's on the same Redis (``app:`` and ``app:tenant2:``): the outer cache's pattern
+    invalidations and ``clear()`` would remove the inner cache's keys. Identical prefixes
+    are instances sharing one namespace, which is normal."""
+    mine, target = core.config.key_prefix, core.config.redis_target
+    with _LIVE_LOCK:
+        others = [c.config.key_prefix for c in _LIVE if c.config.redis_target == target]
+        _LIVE.add(core)
+    for theirs in sorted(set(others)):
+        if theirs != mine and (theirs.startswith(mine) or mine.startswith(theirs)):
+            outer, inner = sorted((mine, theirs), key=len)
+            log.warning(
+                "hiercache: key prefix %r is nested inside %r on %s: clear() and pattern "
+                "invalidations of the outer cache also remove the inner cache's keys",
+                inner,
+                outer,
+                target,
+            )
 
 
 def dedupe_keys(keys: Iterable[str]) -> list[str]:

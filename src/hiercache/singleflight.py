@@ -10,6 +10,10 @@ A leader that is cancelled (asyncio) abandons its flight: waiters then start ove
 of them leads. A thread never waits on a flight led from its own thread (an event loop
 running in it, or a loader that re-enters the cache for its own key): that would
 deadlock, so it loads on its own instead.
+
+A write, delete or invalidation of a key while its load is under way marks the flight
+superseded: the load still answers its callers, but stores nothing (as Caffeine does), so
+a slow load can never put back a value that was deleted or replaced after it started.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ T = TypeVar("T")
 class _Flight:
     """One load in progress: its outcome and whoever waits for it."""
 
-    __slots__ = ("abandoned", "done", "error", "result", "thread", "waiters")
+    __slots__ = ("abandoned", "done", "error", "result", "superseded", "thread", "waiters")
 
     def __init__(self) -> None:
         self.done = False
         self.abandoned = False
+        self.superseded = False
         self.result: Any = None
         self.error: BaseException | None = None
         self.thread = threading.get_ident()
@@ -51,6 +56,26 @@ class SingleFlight:
 
     def is_loading(self, key: str) -> bool:
         return key in self._flights
+
+    # -- writes that make a load in flight stale -------------------------------------------
+    def supersede(self, key: str) -> None:
+        """A write, delete or invalidation of ``key`` happened: a load of it already under
+        way must not store its (older) result. Lock-free: one dict lookup."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            flight.superseded = True
+
+    def supersede_matching(self, match: Callable[[str], bool]) -> None:
+        """``supersede`` every key under load for which ``match`` is true."""
+        with self._lock:
+            flights = [(k, f) for k, f in self._flights.items() if match(k)]
+        for _, flight in flights:
+            flight.superseded = True
+
+    def superseded(self, key: str) -> bool:
+        """Whether the load of ``key`` under way was overtaken by a write or invalidation."""
+        flight = self._flights.get(key)
+        return flight is not None and flight.superseded
 
     def _join(self, key: str) -> tuple[_Flight, bool]:
         """The flight of ``key`` and whether the caller leads it (a new flight)."""

@@ -59,6 +59,8 @@ EVICTION: Final = {
 L2_ERROR: Final = {t: _layout.add("l2_errors", error_type=t) for t in L2_ERROR_TYPES}
 LOAD: Final = {r: _layout.add("loads", result=r) for r in LOAD_RESULTS}
 COALESCED: Final = _layout.add("coalesced")
+#: Loads whose result was not stored: their key was written or invalidated meanwhile.
+LOAD_DISCARDED: Final = _layout.add("loads_discarded")
 SLOTS: Final = tuple(_layout.slots)
 
 L1_HIT_GET: Final = HIT[L1, "get"]

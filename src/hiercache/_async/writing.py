@@ -14,7 +14,7 @@ from hiercache._async.reading import AsyncReadPath
 from hiercache.core import Row
 from hiercache.errors import InvalidKeyError
 from hiercache.memory import EvictionReason
-from hiercache.redis_glob import escape_glob
+from hiercache.redis_glob import compile_glob, escape_glob
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.validation import check_key
 
@@ -25,13 +25,23 @@ class AsyncWritePath(AsyncReadPath):
         ``l1_ttl_seconds``). Raises ``SerializationError``, ``InvalidKeyError`` or
         ``InvalidTTLError`` on bad input, before anything is cached."""
         with self.core.observe("hiercache.set", key):
-            row, stored = self.core.encode(key, value, ttl_seconds)
+            row, stored = self.core.encode(key, value, ttl_seconds)  # checks come first
+            self._flight.supersede(key)  # a load of key under way must not overwrite this
             self.core.store_l1(row, stored)
             await self._write_l2([row])
 
+    async def _store(self, key: str, value: Any, ttl_seconds: float | None) -> None:
+        """``set`` for a load's own result (which supersedes nothing)."""
+        row, stored = self.core.encode(key, value, ttl_seconds)
+        self.core.store_l1(row, stored)
+        await self._write_l2([row])
+
     async def set_many(self, items: Mapping[str, Any], ttl_seconds: float | None = None) -> None:
         """Cache several values; all are validated and encoded before any is stored."""
-        await self._write_l2(self.core.encode_many(items, ttl_seconds))
+        rows = self.core.encode_many(items, ttl_seconds)
+        for key, _, _ in rows:
+            self._flight.supersede(key)
+        await self._write_l2(rows)
 
     async def _write_l2(self, rows: list[Row]) -> None:
         l2 = await self._live_l2()
@@ -47,7 +57,8 @@ class AsyncWritePath(AsyncReadPath):
     async def delete(self, key: str) -> bool:
         """Remove ``key`` from both tiers; True if either held it."""
         with self.core.observe("hiercache.delete", key):
-            in_l1 = self.l1.delete(check_key(key), EvictionReason.DELETED)
+            self._flight.supersede(check_key(key))
+            in_l1 = self.l1.delete(key, EvictionReason.DELETED)
             l2 = await self._live_l2()
             if l2 is None:
                 return in_l1
@@ -72,6 +83,7 @@ class AsyncWritePath(AsyncReadPath):
         L2 is walked with SCAN and cleared with UNLINK in batches (never KEYS)."""
         with self.core.observe("hiercache.invalidate"):
             removed = set(self.core.invalidate_l1(pattern))
+            self._flight.supersede_matching(compile_glob(pattern).match)
             l2 = await self._live_l2()
             if l2 is not None:
                 await self._flush_unsent()

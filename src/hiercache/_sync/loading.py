@@ -4,7 +4,8 @@
 
 Concurrent callers of one key share one load: the core's ``SingleFlight`` spans both
 fronts, so asyncio tasks and threads loading the same key call the loader once.
-Exceptions propagate to every waiter and are never cached.
+Exceptions propagate to every waiter and are never cached. A load overtaken by a write,
+delete or invalidation of its key answers its callers but stores nothing.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ class SyncLoader(SyncWritePath):
                 self.core.loaded(started, ok=False)
                 raise
             self.core.loaded(started, ok=True)
-        self.set(key, value, ttl_seconds)
+        if self._flight.superseded(key):  # deleted, invalidated or rewritten meanwhile
+            self.core.load_discarded()
+        else:
+            self._store(key, value, ttl_seconds)
         return value
 
     def is_loading(self, key: str) -> bool:

@@ -185,6 +185,14 @@ METRICS: Final[tuple[Metric, ...]] = (
         "coalesced",
     ),
     Metric(
+        "loads.discarded",
+        _C,
+        "{load}",
+        "Loads not stored: their key was written, deleted or invalidated while they ran",
+        (_NAME,),
+        "loads_discarded",
+    ),
+    Metric(
         "latency",
         _H,
         "s",

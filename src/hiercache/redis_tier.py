@@ -96,6 +96,10 @@ class RedisCacheBackend:
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._sclient: redis.Redis | None = None
         self._embedded_server: Any = None
+        if config.l2_backend is L2Backend.EMBEDDED:
+            from hiercache.embedded import EmbeddedServer  # raises without hiercache[embedded]
+
+            self._embedded_server = EmbeddedServer()
         self.server = _server_address(config)
 
     def __repr__(self) -> str:
@@ -144,10 +148,6 @@ class RedisCacheBackend:
         )  # fmt: skip
 
     def _make_embedded(self, cls: Any) -> Any:
-        from .embedded import EmbeddedServer  # needs the hiercache[embedded] extra
-
-        if self._embedded_server is None:
-            self._embedded_server = EmbeddedServer()
         return self._embedded_server.client(asynchronous=cls is redis.asyncio.Redis)
 
     def async_client(self) -> redis.asyncio.Redis:

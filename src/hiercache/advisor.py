@@ -9,9 +9,12 @@ size from that boundary up, and a cold or deeper read is a miss for all of them.
 advisor estimates the exact-LRU hit-ratio curve at those sizes, at a cost of a few dict
 operations per *sampled* read.
 
-- Fed off the hot path: the tier records sampled hits (a flag set on the entry when it is
-  stored) and misses in a small buffer; the advisor consumes it under the tier's lock
-  when the tier next writes (or when ``what_if`` is asked).
+- Fed off the hot path: a hit appends its key to a lossy ring (one C call, as the
+  adaptive policy's read buffer does), a miss too; the tier drains the ring into the
+  advisor under its lock when it next writes with enough reads buffered, or when
+  ``what_if`` is asked. The reads of keys outside the sample cost a hash test each there.
+- SHARDS-adj: the count of all reads corrects for a sample holding more or fewer hot
+  keys than its share.
 - Bounded memory: at most ``memory_bytes`` (1 MB by default) of tracked keys, about
   ``BYTES_PER_KEY`` each; the sampling rate is chosen from the capacity to fit, and is 1
   (every key) for small caches.
@@ -26,48 +29,58 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 # Measured footprint of one tracked key: an OrderedDict slot, a dict slot for its segment.
 BYTES_PER_KEY = 160
 DEFAULT_MEMORY_BYTES = 1 << 20
 FACTORS = (0.5, 1.0, 2.0, 4.0, 8.0)
 _HASH_SPACE = 1 << 24
+SAMPLE_MASK = _HASH_SPACE - 1  # a key is sampled when hash(key) & SAMPLE_MASK < threshold
 
 
 class SizeAdvisor:
     """Online hit-ratio estimates at ``FACTORS`` x ``capacity`` (see the module docstring)."""
 
-    def __init__(self, capacity: int, *, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        rate: float | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"advisor capacity must be >= 1, got {capacity}")
         if memory_bytes < BYTES_PER_KEY * 64:
             raise ValueError(f"advisor memory_bytes must be >= {BYTES_PER_KEY * 64}")
         self.capacity = capacity
         tracked = memory_bytes // BYTES_PER_KEY
-        self.rate = min(1.0, tracked / (FACTORS[-1] * capacity))
-        self._threshold = int(self.rate * _HASH_SPACE)
+        fits = min(1.0, tracked / (FACTORS[-1] * capacity))
+        self.rate = fits if rate is None else min(rate, fits)
+        self.threshold = int(self.rate * _HASH_SPACE)
         bounds = [max(1, round(f * capacity * self.rate)) for f in FACTORS]
         self._limits = [bounds[0]] + [b - a for a, b in itertools.pairwise(bounds)]
         self._segments: list[OrderedDict[str, None]] = [OrderedDict() for _ in FACTORS]
         self._where: dict[str, int] = {}
         self._hits = [0] * len(FACTORS)  # hits whose reuse distance fell in segment i
-        self.reads = 0
+        self.reads = 0  # every read recorded
+        self.sampled_reads = 0  # those of keys in the sample
 
     def sampled(self, key: str) -> bool:
         """Is ``key`` in the spatial sample? (A stable function of the key in this process.)"""
-        return (hash(key) & (_HASH_SPACE - 1)) < self._threshold
+        return (hash(key) & (_HASH_SPACE - 1)) < self.threshold
 
-    def record(self, keys: Iterable[str]) -> None:
-        """Replay reads, in order; reads of keys outside the sample are skipped."""
-        threshold, mask = self._threshold, _HASH_SPACE - 1
+    def record(self, keys: Sequence[str]) -> None:
+        """Replay reads (all of them, in order); only keys in the sample are simulated."""
+        self.reads += len(keys)
+        threshold, mask = self.threshold, _HASH_SPACE - 1
         where, segments, limits, hits = self._where, self._segments, self._limits, self._hits
         top = segments[0]
         last = len(segments) - 1
         for key in keys:
             if (hash(key) & mask) >= threshold:
                 continue
-            self.reads += 1
+            self.sampled_reads += 1
             found = where.get(key)
             if found is None:
                 found = last + 1
@@ -92,13 +105,15 @@ class SizeAdvisor:
 
     def what_if(self) -> dict[int, float]:
         """Estimated hit ratio (0..1) for capacities of 1/2, 1, 2, 4 and 8 x the current."""
+        # SHARDS-adj: the sample's share of reads drifts from ``rate`` (a hot key in or out
+        # of it); the difference is credited to the shortest distances, which hot keys have.
+        expected = self.rate * self.reads
+        cumulative = expected - self.sampled_reads
         out: dict[int, float] = {}
-        cumulative = 0
         for factor, hits in zip(FACTORS, self._hits):
             cumulative += hits
-            out[max(1, round(factor * self.capacity))] = (
-                cumulative / self.reads if self.reads else 0.0
-            )
+            ratio = cumulative / expected if expected else 0.0
+            out[max(1, round(factor * self.capacity))] = min(1.0, max(0.0, ratio))
         return out
 
     @property

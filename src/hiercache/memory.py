@@ -7,8 +7,8 @@ Reads never take the lock. How a hit reaches the policy depends on its ``ReadMod
 ``lru`` reorders in place (one atomic C call), ``fifo``/``ttl`` ignore reads, ``lfu``
 buffers them without loss, ``adaptive`` buffers them in a lossy ring (as Caffeine does).
 Buffered reads are replayed in order, under the lock, before every write. The size
-advisor (``advisor``) is fed the same way: sampled entries carry a flag, their hits and
-all misses go to a small ring that the next write (or ``what_if``) drains.
+advisor (``advisor``) is fed the same way: every read's key goes to a lossy ring that
+a write drains once it holds ``ADVICE_BATCH`` reads (and ``what_if`` drains too).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ ENTRY_OVERHEAD_BYTES = 240
 # How many reads are buffered between two writes: the lossy ring (adaptive) drops the
 # oldest beyond it; the exact buffer (lfu) is drained by the read that fills it.
 READ_BUFFER_SIZE = 4096
-# Reads kept for the size advisor between two writes (sampled hits and misses).
+# Reads kept for the size advisor (a lossy ring), and how many a write lets pile up
+# before it hands them over.
 ADVICE_BUFFER_SIZE = 4096
+ADVICE_BATCH = 1024
 
 
 class EvictionReason(str, Enum):
@@ -43,13 +45,12 @@ class EvictionReason(str, Enum):
 
 
 class Entry:
-    __slots__ = ("expires_at", "sampled", "size", "value")
+    __slots__ = ("expires_at", "size", "value")
 
-    def __init__(self, value: Any, expires_at: float, size: int, sampled: bool = False) -> None:
+    def __init__(self, value: Any, expires_at: float, size: int) -> None:
         self.value = value
         self.expires_at = expires_at
         self.size = size
-        self.sampled = sampled  # in the size advisor's sample: its hits are recorded
 
 
 EvictListener = Callable[[str, EvictionReason], None]
@@ -59,9 +60,9 @@ def _ignore(key: str, reason: EvictionReason) -> None:
     pass
 
 
-# A C-level callable that does nothing useful with a key: the ``touch`` of policies that
-# ignore reads (a Python no-op function would cost a frame per hit).
-_NO_TOUCH: Callable[[str], object] = frozenset[str]().__contains__
+# A C-level callable that does nothing with a key (discard from a set kept empty): the
+# ``touch`` of policies that ignore reads; a Python no-op would cost a frame per hit.
+_NO_TOUCH: Callable[[str], object] = set[str]().discard
 
 
 class MemoryTier:
@@ -98,6 +99,7 @@ class MemoryTier:
         }[mode]
         self._advisor = SizeAdvisor(max_entries) if advisor else None
         self._advice: deque[str] = deque(maxlen=ADVICE_BUFFER_SIZE)
+        self._advise: Callable[[str], object] = self._advice.append if advisor else _NO_TOUCH
 
     def __len__(self) -> int:
         return len(self._data)
@@ -122,22 +124,19 @@ class MemoryTier:
         except TypeError:  # unhashable: never stored; the caller's key check names it
             return None
         if entry is None:
-            if self._advisor is not None:
-                self._advice.append(key)
+            self._advise(key)
             return None
         if entry.expires_at <= self.clock():
             with self._lock:
                 if self._data.get(key) is entry:
                     self._remove(key, EvictionReason.EXPIRED)
-            if self._advisor is not None:
-                self._advice.append(key)
+            self._advise(key)
             return None
         try:
             self._touch(key)
         except KeyError:  # lru: a writer removed it after we found it; nothing to reorder
             pass
-        if entry.sampled:
-            self._advice.append(key)
+        self._advise(key)
         return entry
 
     def what_if(self) -> dict[int, float]:
@@ -148,7 +147,7 @@ class MemoryTier:
         if self._advisor is None:
             return {}
         with self._lock:
-            self._drain_reads()
+            self._drain_reads(advice_batch=1)
             return self._advisor.what_if()
 
     def _buffer_read(self, key: str) -> None:
@@ -165,41 +164,52 @@ class MemoryTier:
         """Store ``value``; False if it cannot fit at all (bigger than ``max_bytes``)."""
         size += ENTRY_OVERHEAD_BYTES
         with self._lock:
-            self._drain_reads()
+            if self._reads or len(self._advice) >= ADVICE_BATCH:
+                self._drain_reads()
+            data, max_bytes = self._data, self.max_bytes
             # An overwrite is not an eviction, and the policy keeps the key's place/history
             # (record_insert of a known key), so it is not told of a removal here.
-            replaced = self._data.pop(key, None)
+            replaced = data.pop(key, None)
             if replaced is not None:
                 self._bytes -= replaced.size
-            if self.max_bytes is not None and size > self.max_bytes:
+            if max_bytes is not None and size > max_bytes:
                 if replaced is not None:
                     self._policy.record_remove(key)
                 return False
             now = self.clock()
-            self._purge_expired(now)
+            heap = self._expiry
+            if heap and heap[0][0] <= now:
+                self._purge_expired(now)
             # Make room before inserting, so a new key is never its own victim (an LFU
             # newcomer would always be the least used).
-            while self._data and self._over(size, extra=1):
-                victim = self._policy.victim()
-                if victim in self._data:
-                    self._remove(victim, EvictionReason.SIZE)
-                else:  # the key being overwritten: the policy forgets it, re-learns below
-                    self._policy.record_remove(victim)
-            advisor = self._advisor
-            entry = Entry(
-                value, now + ttl_seconds, size, advisor is not None and advisor.sampled(key)
-            )
-            self._data[key] = entry
+            if len(data) >= self.max_entries or (
+                max_bytes is not None and self._bytes + size > max_bytes
+            ):
+                self._make_room(size)
+            expires_at = now + ttl_seconds
+            entry = Entry(value, expires_at, size)
+            data[key] = entry
             self._bytes += size
-            self._policy.record_insert(key, entry.expires_at)
-            heapq.heappush(self._expiry, (entry.expires_at, id(entry), key))
+            self._policy.record_insert(key, expires_at)
+            heapq.heappush(heap, (expires_at, id(entry), key))
+            if len(heap) > 2 * len(data) + 64:
+                self._compact_expiry()
             return True
 
-    def _over(self, size: int, extra: int) -> bool:
-        """Would ``extra`` more entries of ``size`` bytes exceed a bound?"""
-        if len(self._data) + extra > self.max_entries:
-            return True
-        return self.max_bytes is not None and self._bytes + size > self.max_bytes
+    def _make_room(self, size: int) -> None:
+        data, policy, max_bytes = self._data, self._policy, self.max_bytes
+        while data and (
+            len(data) >= self.max_entries
+            or (max_bytes is not None and self._bytes + size > max_bytes)
+        ):
+            victim = policy.victim()
+            evicted = data.pop(victim, None)
+            # If it is not stored, it is the key being overwritten: the policy forgets it
+            # and re-learns it on insert.
+            policy.record_remove(victim)
+            if evicted is not None:
+                self._bytes -= evicted.size
+                self.on_evict(victim, EvictionReason.SIZE)
 
     def remaining_ttl(self, entry: Entry) -> float:
         return entry.expires_at - self.clock()
@@ -234,16 +244,19 @@ class MemoryTier:
             if entry is not None and id(entry) == ident and entry.expires_at <= now:
                 self._remove(key, EvictionReason.EXPIRED)
         if len(heap) > 2 * len(self._data) + 64:
-            self._expiry = [(e.expires_at, id(e), k) for k, e in self._data.items()]
-            heapq.heapify(self._expiry)
+            self._compact_expiry()
 
-    def _drain_reads(self) -> None:
+    def _compact_expiry(self) -> None:
+        self._expiry = [(e.expires_at, id(e), k) for k, e in self._data.items()]
+        heapq.heapify(self._expiry)
+
+    def _drain_reads(self, advice_batch: int = ADVICE_BATCH) -> None:
         reads = self._reads
         if reads:
             batch = [reads.popleft() for _ in range(len(reads))]
             self._policy.record_accesses(batch)
         advice = self._advice
-        if advice and self._advisor is not None:
+        if len(advice) >= advice_batch and self._advisor is not None:
             self._advisor.record([advice.popleft() for _ in range(len(advice))])
 
     def _drop(self, key: str) -> Entry:

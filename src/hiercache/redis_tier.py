@@ -172,7 +172,7 @@ class RedisCacheBackend:
         return self._sclient
 
     # -- running one round trip ------------------------------------------------------
-    def _failed(self, op: _Op[Any], exc: BaseException, started: float) -> None:
+    def _failed(self, op: _Op[Any], exc: BaseException, started: float) -> str:
         # A failed round trip (a timeout above all) is timed too.
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(exc)
@@ -180,6 +180,7 @@ class RedisCacheBackend:
         if kind == "topology":  # the primary moved: rediscover on the next round trip
             self._reconnect_async = self._reconnect_sync = True
         self.health.failed(kind)
+        return kind
 
     def _succeeded(self, op: _Op[Any], started: float) -> None:
         self.health.succeeded()
@@ -187,6 +188,14 @@ class RedisCacheBackend:
 
     async def arun(self, op: _Op[T]) -> T:
         """Run one round trip on the asyncio client; a failure returns ``op.fallback``."""
+        return (await self.aattempt(op))[0]
+
+    def run(self, op: _Op[T]) -> T:
+        """Run one round trip on the sync client; a failure returns ``op.fallback``."""
+        return self.attempt(op)[0]
+
+    async def aattempt(self, op: _Op[T]) -> tuple[T, str | None]:
+        """``arun``, also telling the failure's ``error.type`` (None when it succeeded)."""
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
@@ -194,13 +203,12 @@ class RedisCacheBackend:
                     op.build(pipe)
                     replies = await pipe.execute()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._failed(op, exc, started)
-            return op.fallback
+            return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
-        return op.parse(replies)
+        return op.parse(replies), None
 
-    def run(self, op: _Op[T]) -> T:
-        """Run one round trip on the sync client; a failure returns ``op.fallback``."""
+    def attempt(self, op: _Op[T]) -> tuple[T, str | None]:
+        """``run``, also telling the failure's ``error.type`` (None when it succeeded)."""
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
@@ -208,10 +216,9 @@ class RedisCacheBackend:
                     op.build(pipe)
                     replies = pipe.execute()
         except (RedisError, OSError) as exc:
-            self._failed(op, exc, started)
-            return op.fallback
+            return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
-        return op.parse(replies)
+        return op.parse(replies), None
 
     # -- operations (recipes) --------------------------------------------------------
     def k(self, key: str) -> str:

@@ -60,6 +60,10 @@ def statistics(core: CacheCore) -> dict[str, Any]:
         "write_behind": {
             "enabled": wb is not None,
             "queue_depth": wb.depth if wb else 0,
-            "dropped": wb.dropped if wb else 0,
+            "dropped": total("write_behind_dropped"),
+            "dropped_by_reason": {
+                r: total("write_behind_dropped", drop_reason=r) for r in S.DROP_REASONS
+            },
         },
+        "deferred": {op: total("l2_deferred", operation=op) for op in S.DEFERRED_OPERATIONS},
     }

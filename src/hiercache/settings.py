@@ -126,6 +126,10 @@ class CacheConfig(BaseSettings):
     write_behind: bool = True
     write_behind_queue_size: int = Field(10_000, ge=1)
     write_behind_batch_size: int = Field(500, ge=1)
+    #: How long close() (and the shutdown helpers) wait for queued writes to reach Redis.
+    write_behind_drain_seconds: float = Field(5.0, ge=0)
+    #: Deletes and invalidations kept during an L2 outage, to apply after recovery.
+    l2_deferred_max_size: int = Field(10_000, ge=1)
 
     # Telemetry
     telemetry_enabled: bool = True

@@ -32,6 +32,10 @@ L2_ERROR_TYPES: Final = (
     "other",
 )
 LOAD_RESULTS: Final = ("success", "error")
+#: Why a write-behind write (or a deferred delete/invalidation) was given up.
+DROP_REASONS: Final = ("queue_full", "expired", "shutdown", "error", "deferred_overflow")
+#: L2 operations kept during an outage and applied after recovery.
+DEFERRED_OPERATIONS: Final = ("delete", "invalidate")
 
 
 class _Layout:
@@ -61,6 +65,9 @@ LOAD: Final = {r: _layout.add("loads", result=r) for r in LOAD_RESULTS}
 COALESCED: Final = _layout.add("coalesced")
 #: Loads whose result was not stored: their key was written or invalidated meanwhile.
 LOAD_DISCARDED: Final = _layout.add("loads_discarded")
+#: L2 writes given up, by reason (the attribute is ``drop_reason``: ``reason`` is eviction's).
+WB_DROPPED: Final = {r: _layout.add("write_behind_dropped", drop_reason=r) for r in DROP_REASONS}
+DEFERRED: Final = {op: _layout.add("l2_deferred", operation=op) for op in DEFERRED_OPERATIONS}
 SLOTS: Final = tuple(_layout.slots)
 
 L1_HIT_GET: Final = HIT[L1, "get"]

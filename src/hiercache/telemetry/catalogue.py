@@ -51,6 +51,7 @@ ATTRIBUTES: Final = (
     "cache.level",
     "cache.operation",
     "cache.eviction.reason",
+    "cache.drop.reason",
     "error.type",
     "cache.result",
 )
@@ -60,6 +61,7 @@ STATS_ATTRIBUTES: Final = {
     "level": "cache.level",
     "operation": "cache.operation",
     "reason": "cache.eviction.reason",
+    "drop_reason": "cache.drop.reason",
     "error_type": "error.type",
     "result": "cache.result",
 }
@@ -191,6 +193,22 @@ METRICS: Final[tuple[Metric, ...]] = (
         "Loads not stored: their key was written, deleted or invalidated while they ran",
         (_NAME,),
         "loads_discarded",
+    ),
+    Metric(
+        "write_behind.dropped",
+        _C,
+        "{write}",
+        "L2 writes, deletes and invalidations given up, by reason",
+        (_NAME, "cache.drop.reason"),
+        "write_behind_dropped",
+    ),
+    Metric(
+        "l2.deferred",
+        _C,
+        "{operation}",
+        "Deletes and invalidations kept during an L2 outage, to apply after recovery",
+        (_NAME, _OP),
+        "l2_deferred",
     ),
     Metric(
         "latency",

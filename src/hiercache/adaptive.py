@@ -39,13 +39,6 @@ _HALVE = bytes(v >> 1 for v in range(256))
 _ADMIT_WARM = 6  # a warm candidate that loses is still admitted 1 time in 128 (Caffeine)
 
 
-def key_hash(key: str, seed: int) -> int:
-    """A 64-bit mix of the key's hash keyed by ``seed`` (splitmix64's finaliser)."""
-    h = ((hash(key) ^ seed) * _GOLDEN) & _M64
-    h = ((h ^ (h >> 30)) * _MIX) & _M64
-    return h ^ (h >> 31)
-
-
 class FrequencySketch:
     """Count-min sketch: 4 counters per key in one 128-counter block, 4 bits each, aged."""
 
@@ -69,6 +62,7 @@ class FrequencySketch:
         )
 
     def increment(self, slots: tuple[int, int, int, int]) -> None:
+        """+1 on each counter, saturating at 15 (the policy inlines this on its hot path)."""
         t = self.table
         a, b, c, d = slots
         t[a] = _INC[t[a]]
@@ -77,8 +71,12 @@ class FrequencySketch:
         t[d] = _INC[t[d]]
         self.additions += 1
         if self.additions >= self.sample_size:
-            self.table = t.translate(_HALVE)
-            self.additions //= 2
+            self.halve()
+
+    def halve(self) -> None:
+        """Aging: every counter halves, in one C call."""
+        self.table = self.table.translate(_HALVE)
+        self.additions //= 2
 
     def frequency(self, slots: tuple[int, int, int, int]) -> int:
         t = self.table
@@ -113,68 +111,85 @@ class AdaptivePolicy:
         self._evicted: OrderedDict[str, None] = OrderedDict()
         self._ghost_step = max(1.0, cap / 2000)
         self._evicting: str | None = None
+        self._evicting_from: OrderedDict[str, tuple[int, int, int, int]] = self._window
         self._evicting_refused = False
 
     # -- the tier's interface ---------------------------------------------------------
     def record_insert(self, key: str, expires_at: float) -> None:
-        slots = self._slots_of(key)
-        if slots is not None:
-            self._access(key, slots)
+        window, probation, protected = self._window, self._probation, self._protected
+        if key in window or key in probation or key in protected:
+            self.record_accesses((key,))
             return
         if self._refused.pop(key, 0) is None:
             self._move_window(self._ghost_step)
         elif self._evicted.pop(key, 0) is None:
             self._move_window(-self._ghost_step)
-        h = key_hash(key, self._seed)
-        slots = self._sketch.slots(h)
-        self._sketch.increment(slots)
-        self._window[key] = slots
-        window, probation = self._window, self._probation
-        while len(window) > self._window_max:
-            moved, moved_slots = window.popitem(last=False)
-            probation[moved] = moved_slots
+        slots = self._slots(key)
+        sketch = self._sketch
+        t = sketch.table
+        a, b, c, d = slots
+        t[a] = _INC[t[a]]
+        t[b] = _INC[t[b]]
+        t[c] = _INC[t[c]]
+        t[d] = _INC[t[d]]
+        sketch.additions += 1
+        if sketch.additions >= sketch.sample_size:
+            sketch.halve()
+        window[key] = slots
+        if len(window) > self._window_max:
+            while len(window) > self._window_max:
+                moved, moved_slots = window.popitem(last=False)
+                probation[moved] = moved_slots
 
     def record_access(self, key: str) -> None:
-        slots = self._slots_of(key)
-        if slots is not None:
-            self._access(key, slots)
+        self.record_accesses((key,))
 
     def record_accesses(self, keys: Iterable[str]) -> None:
         window, probation, protected = self._window, self._probation, self._protected
-        increment = self._sketch.increment
+        sketch = self._sketch
+        t = sketch.table
+        n = 0
         for key in keys:
             slots = window.get(key)
             if slots is not None:
-                increment(slots)
                 window.move_to_end(key)
-                continue
-            slots = protected.get(key)
-            if slots is not None:
-                increment(slots)
-                protected.move_to_end(key)
-                continue
-            slots = probation.pop(key, None)
-            if slots is not None:
-                increment(slots)
-                protected[key] = slots
-                if len(protected) > self._protected_max:
-                    self._demote()
+            else:
+                slots = protected.get(key)
+                if slots is not None:
+                    protected.move_to_end(key)
+                else:
+                    slots = probation.pop(key, None)
+                    if slots is None:
+                        continue  # removed since it was read
+                    protected[key] = slots
+                    if len(protected) > self._protected_max:
+                        self._demote()
+            a, b, c, d = slots
+            t[a] = _INC[t[a]]
+            t[b] = _INC[t[b]]
+            t[c] = _INC[t[c]]
+            t[d] = _INC[t[d]]
+            n += 1
+        sketch.additions += n
+        if sketch.additions >= sketch.sample_size:
+            sketch.halve()
 
     def touch(self, key: str) -> object:  # pragma: no cover - not DIRECT
         raise NotImplementedError
 
     def record_remove(self, key: str) -> None:
-        for segment in (self._window, self._probation, self._protected):
-            if segment.pop(key, None) is not None:
-                break
-        else:
-            return
         if key == self._evicting:
+            self._evicting = None
+            if self._evicting_from.pop(key, None) is None:
+                return
             ghost = self._refused if self._evicting_refused else self._evicted
             ghost[key] = None
             if len(ghost) > self._ghost_max:
                 ghost.popitem(last=False)
-            self._evicting = None
+            return
+        for segment in (self._window, self._probation, self._protected):
+            if segment.pop(key, None) is not None:
+                return
 
     def victim(self) -> str:
         window, probation, protected = self._window, self._probation, self._protected
@@ -182,51 +197,45 @@ class AdaptivePolicy:
         refused = False
         if not main:
             key = next(iter(window))
+            segment = window
             refused = True
         elif len(window) >= self._window_max and window:
             candidate, c_slots = next(iter(window.items()))
             key, v_slots = next(iter(main.items()))
-            if self._admit(c_slots, v_slots):
+            segment = main
+            t = self._sketch.table
+            a, b, c, d = c_slots
+            c_freq = min(t[a], t[b], t[c], t[d])
+            a, b, c, d = v_slots
+            v_freq = min(t[a], t[b], t[c], t[d])
+            if c_freq > v_freq or (c_freq >= _ADMIT_WARM and self._rng.getrandbits(7) == 0):
                 del window[candidate]
                 probation[candidate] = c_slots
             else:
                 key = candidate
+                segment = window
                 refused = True
         else:
             key = next(iter(main))
+            segment = main
         self._evicting = key
+        self._evicting_from = segment
         self._evicting_refused = refused
         return key
 
     # -- internals ----------------------------------------------------------------------
-    def _slots_of(self, key: str) -> tuple[int, int, int, int] | None:
-        return self._window.get(key) or self._probation.get(key) or self._protected.get(key)
-
-    def _access(self, key: str, slots: tuple[int, int, int, int]) -> None:
-        self._sketch.increment(slots)
-        if key in self._window:
-            self._window.move_to_end(key)
-        elif key in self._probation:
-            del self._probation[key]
-            self._protected[key] = slots
-            self._demote()
-        else:
-            self._protected.move_to_end(key)
+    def _slots(self, key: str) -> tuple[int, int, int, int]:
+        """The key's 4 sketch counters: a keyed 64-bit mix of its hash (splitmix64's)."""
+        h = ((hash(key) ^ self._seed) * _GOLDEN) & _M64
+        h = ((h ^ (h >> 30)) * _MIX) & _M64
+        h ^= h >> 31
+        return self._sketch.slots(h)
 
     def _demote(self) -> None:
         protected, probation = self._protected, self._probation
         while len(protected) > self._protected_max:
             demoted, slots = protected.popitem(last=False)
             probation[demoted] = slots
-
-    def _admit(
-        self, c_slots: tuple[int, int, int, int], v_slots: tuple[int, int, int, int]
-    ) -> bool:
-        sketch = self._sketch
-        candidate, victim = sketch.frequency(c_slots), sketch.frequency(v_slots)
-        if candidate > victim:
-            return True
-        return candidate >= _ADMIT_WARM and self._rng.getrandbits(7) == 0
 
     def _move_window(self, delta: float) -> None:
         cap = self._capacity

@@ -88,6 +88,7 @@ class MemoryTier:
         self._expiry: list[tuple[float, int, str]] = []  # (expires_at, id(entry), key)
         self._lock = threading.Lock()
         mode = self._policy.read_mode
+        self._lossy = mode is ReadMode.LOSSY_BUFFER
         self._reads: deque[str] = deque(
             maxlen=READ_BUFFER_SIZE if mode is ReadMode.LOSSY_BUFFER else None
         )
@@ -253,7 +254,11 @@ class MemoryTier:
     def _drain_reads(self, advice_batch: int = ADVICE_BATCH) -> None:
         reads = self._reads
         if reads:
-            batch = [reads.popleft() for _ in range(len(reads))]
+            if self._lossy:  # a read racing with this drain may be lost: that is allowed
+                batch = list(reads)
+                reads.clear()
+            else:
+                batch = [reads.popleft() for _ in range(len(reads))]
             self._policy.record_accesses(batch)
         advice = self._advice
         if len(advice) >= advice_batch and self._advisor is not None:

@@ -7,13 +7,17 @@ probe, and a blackholed Redis costs the prober, not a request, its timeout.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 from hiercache.health import L2Health, L2State
 
 #: How often an open breaker's prober looks at the clock (only while it is open).
 POLL_SECONDS = 0.1
+#: Every prober, so a forked child can reset them (see ``_after_fork_in_child``).
+_PROBERS: weakref.WeakSet[Prober] = weakref.WeakSet()
 
 
 class Prober:
@@ -25,6 +29,14 @@ class Prober:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         health.add_listener(self._changed)
+        _PROBERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread does not exist here; start our own if the
+        breaker is open (otherwise nothing would ever probe and close it)."""
+        self._thread = None
+        self._wake, self._stop, self._lock = threading.Event(), threading.Event(), threading.Lock()
+        self.resume()
 
     @property
     def running(self) -> bool:
@@ -71,3 +83,11 @@ class Prober:
         with self._lock:
             self._stop.clear()
             self._wake.clear()
+
+
+def _after_fork_in_child() -> None:
+    for prober in list(_PROBERS):
+        prober._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

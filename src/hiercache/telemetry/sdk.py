@@ -131,12 +131,21 @@ def _install_metrics(
     address: tuple[str, int] | None = None
     server: Any = None
     if prometheus:
-        readers.append(PrometheusMetricReader())
         host = host or os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "0.0.0.0")  # noqa: S104
         if port is None:
             port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
-        server, _thread = start_http_server(port=port, addr=host)
-        address = (host, int(server.server_address[1]))
+        try:
+            server, _thread = start_http_server(port=port, addr=host)
+        except OSError as exc:  # one clear line, not a crash (a worker would crash-loop)
+            log.error(
+                "hiercache: cannot serve /metrics on %s:%s: %s; this process's metrics are "
+                "not exported (give each process its own port: prometheus_port= or "
+                "OTEL_EXPORTER_PROMETHEUS_PORT; see docs/integrations.md)",
+                host, port, exc.strerror or exc,
+            )  # fmt: skip
+        else:
+            readers.append(PrometheusMetricReader())
+            address = (host, int(server.server_address[1]))
     provider = MeterProvider(
         resource=resource, metric_readers=readers, exemplar_filter=_exemplar_filter()
     )

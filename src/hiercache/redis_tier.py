@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from hiercache import stats as S
@@ -32,6 +31,16 @@ from hiercache.redis_glob import escape_glob
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
+from hiercache.topology import (
+    Topology,
+    ascan_primaries,
+    make_client,
+    parse_multi_host,
+    scan_primaries,
+    server_address,
+    slot_groups,
+    topology_of,
+)
 
 T = TypeVar("T")
 SCAN_COUNT = 1000
@@ -55,15 +64,27 @@ class _Op(Generic[T]):
     parse: Callable[[list[Any]], T]
     fallback: T
     batch: int = 1
+    #: Instead of a pipeline: one call on the sync / asyncio client (Cluster-wide commands).
+    direct: Callable[[Any], list[Any]] | None = None
+    adirect: Callable[[Any], Awaitable[list[Any]]] | None = None
+
+
+#: What a failed round trip may raise (RedisClusterException is not a RedisError).
+_FAILURES: Final = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 def _server_address(config: CacheConfig) -> tuple[str, int | None]:
     if config.redis_url is not None:
-        parts = urlsplit(config.redis_url.get_secret_value())
-        if parts.scheme == "unix":
-            return parts.path, None
-        return parts.hostname or "localhost", parts.port or 6379
+        return server_address(config.redis_url.get_secret_value())
     return config.redis_host, config.redis_port
+
+
+def _no_build(pipe: Any) -> None:
+    """The build of a recipe that runs ``direct``/``adirect`` instead of a pipeline."""
+
+
+async def _aping(client: Any) -> list[Any]:
+    return [await client.ping()]
 
 
 class RedisCacheBackend:
@@ -101,6 +122,11 @@ class RedisCacheBackend:
 
             self._embedded_server = EmbeddedServer()
         self.server = _server_address(config)
+        url = config.redis_url.get_secret_value() if config.redis_url is not None else ""
+        redis_l2 = config.l2_backend is L2Backend.REDIS and url
+        self.topology = topology_of(url) if redis_l2 else Topology.STANDALONE
+        #: Redis Cluster: multi-key commands are split by slot, SCAN visits every primary.
+        self.cluster = self.topology is Topology.CLUSTER
 
     def __repr__(self) -> str:
         return f"RedisCacheBackend({self.config.redis_target!r}, available={self.available})"
@@ -126,6 +152,9 @@ class RedisCacheBackend:
         }
         if c.l2_backend is L2Backend.EMBEDDED:
             return self._make_embedded(cls)
+        if self.topology is not Topology.STANDALONE and c.redis_url is not None:
+            spec = parse_multi_host(c.redis_url.get_secret_value())
+            return make_client(spec, aio, common, c.redis_ssl_ca_certs)
         # A burst of more callers than max_connections waits (up to the operation timeout)
         # for a pooled connection; the default pool fails them with "Too many connections",
         # which would count as an outage and mark L2 unavailable.
@@ -153,6 +182,7 @@ class RedisCacheBackend:
     def async_client(self) -> redis.asyncio.Redis:
         """The asyncio client of the running loop (a new loop gets a new pool)."""
         loop = asyncio.get_running_loop()
+        # (redis-py's cluster client refreshes its own slot map on MOVED and node failures.)
         if self._reconnect_async and self._aclient is not None and self._aloop is loop:
             # After a topology error: new connections, so the primary is looked up afresh.
             old, self._aclient = self._aclient, None
@@ -164,7 +194,7 @@ class RedisCacheBackend:
         return self._aclient
 
     def sync_client(self) -> redis.Redis:
-        if self._reconnect_sync and self._sclient is not None:
+        if self._reconnect_sync and self._sclient is not None and not self.cluster:
             self._sclient.connection_pool.disconnect()
         self._reconnect_sync = False
         if self._sclient is None:
@@ -177,7 +207,9 @@ class RedisCacheBackend:
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(exc)
         self.stats.add(S.L2_ERROR[kind])
-        if kind == "topology":  # the primary moved: rediscover on the next round trip
+        if (
+            kind == "topology" and not self.cluster
+        ):  # the primary moved: rediscover on the next round trip
             self._reconnect_async = self._reconnect_sync = True
         self.health.failed(kind)
         return kind
@@ -199,10 +231,14 @@ class RedisCacheBackend:
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
-                async with self.async_client().pipeline(transaction=False) as pipe:
-                    op.build(pipe)
-                    replies = await pipe.execute()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                client = self.async_client()
+                if op.adirect is not None:
+                    replies = await op.adirect(client)
+                else:
+                    async with client.pipeline(transaction=False) as pipe:
+                        op.build(pipe)
+                        replies = await pipe.execute()
+        except _FAILURES as exc:
             return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
         return op.parse(replies), None
@@ -212,10 +248,14 @@ class RedisCacheBackend:
         started = time.perf_counter()
         try:
             with self.telemetry.l2_span(op.command, self.server, op.batch):
-                with self.sync_client().pipeline(transaction=False) as pipe:
-                    op.build(pipe)
-                    replies = pipe.execute()
-        except (RedisError, OSError) as exc:
+                client = self.sync_client()
+                if op.direct is not None:
+                    replies = op.direct(client)
+                else:
+                    with client.pipeline(transaction=False) as pipe:
+                        op.build(pipe)
+                        replies = pipe.execute()
+        except _FAILURES as exc:
             return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
         return op.parse(replies), None
@@ -225,6 +265,11 @@ class RedisCacheBackend:
         return self.prefix + key
 
     def op_ping(self) -> _Op[bool]:
+        if self.cluster:  # PING is refused in a cluster pipeline: ask every primary directly
+            return _Op(
+                "PING", "ping", _no_build, lambda r: bool(r[0]), False,
+                direct=lambda c: [c.ping()], adirect=_aping,
+            )  # fmt: skip
         return _Op("PING", "ping", lambda p: p.ping(), lambda r: bool(r[0]), False)
 
     def op_get(self, key: str) -> _Op[Fetched]:
@@ -237,15 +282,22 @@ class RedisCacheBackend:
         return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), NOTHING)
 
     def op_get_many(self, keys: Sequence[str]) -> _Op[list[Fetched]]:
+        """One MGET (on a Cluster, one per hash slot) and a PTTL per key, in one pipeline."""
         rks = [self.k(k) for k in keys]
+        groups = slot_groups(rks) if self.cluster else [list(range(len(rks)))]
 
         def build(p: Any) -> None:
-            p.mget(rks)
+            for group in groups:
+                p.execute_command("MGET", *(rks[i] for i in group))
             for rk in rks:
                 p.pttl(rk)
 
         def parse(r: list[Any]) -> list[Fetched]:
-            return [(v, _ttl(t)) for v, t in zip(r[0], r[1:])]
+            values: list[bytes | None] = [None] * len(rks)
+            for group, got in zip(groups, r):
+                for i, v in zip(group, got):
+                    values[i] = v
+            return [(v, _ttl(t)) for v, t in zip(values, r[len(groups) :])]
 
         return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks))
 
@@ -260,7 +312,17 @@ class RedisCacheBackend:
         return _Op("SET", "set", build, lambda r: True, False, len(rows))
 
     def op_delete(self, keys: Sequence[str]) -> _Op[int]:
-        rks = [self.k(k) for k in keys]
+        return self._unlink([self.k(k) for k in keys])
+
+    def _unlink(self, rks: Sequence[str | bytes]) -> _Op[int]:
+        if self.cluster:
+            # Single-key commands: any slot, any node. execute_command, because redis-py
+            # 8.1's asyncio cluster pipeline makes unlink() a coroutine that queues nothing.
+            def build(p: Any) -> None:
+                for rk in rks:
+                    p.execute_command("UNLINK", rk)
+
+            return _Op("UNLINK", "delete", build, lambda r: sum(map(int, r)), 0, len(rks))
         return _Op("UNLINK", "delete", lambda p: p.unlink(*rks), lambda r: int(r[0]), 0, len(rks))
 
     def op_exists(self, key: str) -> _Op[bool]:
@@ -270,16 +332,24 @@ class RedisCacheBackend:
     def op_scan(self, cursor: int, pattern: str) -> _Op[tuple[int, list[bytes]]]:
         match = escape_glob(self.prefix) + pattern
 
+        if self.cluster:
+            return self._scan_primaries(cursor, match)
+
         def build(p: Any) -> None:
             p.scan(cursor, match=match, count=SCAN_COUNT)
 
         return _Op("SCAN", "scan", build, lambda r: (int(r[0][0]), list(r[0][1])), (0, []))
 
-    def op_unlink_raw(self, raw_keys: list[bytes]) -> _Op[int]:
+    def _scan_primaries(self, cursor: int, match: str) -> _Op[tuple[int, list[bytes]]]:
+        """One SCAN step on a Cluster (see ``topology.scan_primaries``)."""
         return _Op(
-            "UNLINK", "delete", lambda p: p.unlink(*raw_keys), lambda r: int(r[0]), 0,
-            len(raw_keys),
+            "SCAN", "scan", _no_build, lambda r: r[0], (0, []),
+            direct=lambda c: [scan_primaries(c, cursor, match, SCAN_COUNT)],
+            adirect=lambda c: ascan_primaries(c, cursor, match, SCAN_COUNT),
         )  # fmt: skip
+
+    def op_unlink_raw(self, raw_keys: list[bytes]) -> _Op[int]:
+        return self._unlink(raw_keys)
 
     def unprefixed(self, raw_keys: list[bytes]) -> list[str]:
         """Cache keys of raw Redis keys found by ``op_scan``."""

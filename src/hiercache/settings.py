@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hiercache.signing import parse_signing_keys
+from hiercache.topology import Topology, check_redis_url, parse_multi_host, topology_of
 
 
 class CacheStrategy(str, Enum):
@@ -157,14 +158,8 @@ class CacheConfig(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            parts = urlsplit(value.get_secret_value())
-            if parts.scheme not in ("redis", "rediss", "unix"):
-                raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-            try:
-                parts.port  # noqa: B018 - raises on a port outside 0-65535
-            except ValueError:
-                raise ValueError("redis_url has a port outside 1-65535") from None
+        if value is not None:  # one server, a Cluster or a Sentinel service (topology.py)
+            check_redis_url(value.get_secret_value())  # never echoes the password
         return value
 
     @model_validator(mode="after")
@@ -194,7 +189,10 @@ class CacheConfig(BaseSettings):
         if self.l2_backend is not L2Backend.REDIS:
             return str(self.l2_backend.value)
         if self.redis_url is not None:
-            parts = urlsplit(self.redis_url.get_secret_value())
+            url = self.redis_url.get_secret_value()
+            if topology_of(url) is not Topology.STANDALONE:
+                return parse_multi_host(url).target
+            parts = urlsplit(url)
             return f"{parts.scheme}://{parts.hostname or ''}:{parts.port or 6379}{parts.path}"
         scheme = "rediss" if self.redis_ssl else "redis"
         return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"

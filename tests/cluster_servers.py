@@ -1,0 +1,318 @@
+"""Real Redis topologies for tests: a 3-primary, 3-replica Cluster and a Sentinel setup.
+
+Both are built from the ``redis-server`` binary on free loopback ports. Readiness (and
+every failover a test waits for) is read from the servers' own log lines, never guessed
+with a sleep: a ``LogWatch`` reads each process's output on a thread and wakes waiters.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from servers import free_port, require_binary
+
+#: How long a server may take to reach a state a test waits for (a failover included).
+STATE_TIMEOUT = 60.0
+SERVICE = "mymaster"
+
+
+class LogWatch:
+    """Every line a process printed, read on a thread; ``wait`` blocks until one matches."""
+
+    def __init__(self, proc: subprocess.Popen[str], name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._done = False
+        threading.Thread(target=self._read, daemon=True, name=f"log-{name}").start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """A position: ``wait(..., after=mark)`` looks only at lines printed since."""
+        with self._cond:
+            return len(self.lines)
+
+    def wait(
+        self, match: str | Callable[[str], bool], after: int = 0, timeout: float = STATE_TIMEOUT
+    ) -> str:
+        """The first line since ``after`` containing ``match`` (or satisfying it)."""
+        test = match if callable(match) else (lambda line: match in line)
+        seen = after
+
+        def found() -> str | None:
+            nonlocal seen
+            for line in self.lines[seen:]:
+                seen += 1
+                if test(line):
+                    return line
+            return None
+
+        with self._cond:
+            hit: list[str] = []
+
+            def ready() -> bool:
+                line = found()
+                if line is not None:
+                    hit.append(line)
+                return bool(hit) or self._done
+
+            self._cond.wait_for(ready, timeout)
+            if hit:
+                return hit[0]
+            tail = "".join(self.lines[-30:])
+        state = "exited" if self._done else f"did not print it within {timeout:g}s"
+        raise RuntimeError(f"{self.name}: waited for {match!r}, but it {state}:\n{tail}")
+
+    def wait_count(self, match: str, n: int, after: int = 0) -> None:
+        """Block until ``n`` lines since ``after`` contain ``match``."""
+        seen = 0
+
+        def nth(line: str) -> bool:
+            nonlocal seen
+            seen += match in line
+            return seen >= n
+
+        self.wait(nth, after)
+
+
+@dataclass
+class Node:
+    """One redis-server (or sentinel) process; ``kill`` and ``start`` keep its port and dir."""
+
+    port: int
+    workdir: Path
+    args: list[str]
+    name: str
+    proc: subprocess.Popen[str] | None = None
+    log: LogWatch | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, ready: str = "Ready to accept connections") -> None:
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.log = LogWatch(self.proc, self.name)
+        self.log.wait(ready)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to the cluster or the sentinels."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port that leaves its cluster bus port (+10000) free too, and at most 55535."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 55535)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+
+
+def _redis_args(binary: str, port: int, workdir: Path, *extra: str) -> list[str]:
+    return [
+        binary,
+        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--logfile", "", "--loglevel", "notice",
+        *extra,
+    ]  # fmt: skip
+
+
+def _node(binary: str, root: Path, name: str, *extra: str, port: int = 0) -> Node:
+    port = port or free_port()
+    workdir = root / name
+    workdir.mkdir()
+    return Node(port, workdir, _redis_args(binary, port, workdir, *extra), f"{name}:{port}")
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    cli: str
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes[:3])
+
+    def by_address(self, address: str) -> Node:
+        return next(n for n in self.nodes if n.address == address)
+
+    def run_cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.cli, *args], capture_output=True, text=True, timeout=STATE_TIMEOUT, check=True
+        )
+        return done.stdout
+
+    def roles(self) -> dict[str, str]:
+        """address -> "master" or "slave", as a live node's CLUSTER NODES reports it."""
+        live = next(n for n in self.nodes if n.running)
+        out = self.run_cli("-p", str(live.port), "cluster", "nodes")
+        roles = {}
+        for row in out.splitlines():
+            cols = row.split()
+            flags = cols[2].split(",")
+            if "fail" in flags or "fail?" in flags:
+                continue
+            roles[cols[1].split("@")[0]] = "master" if "master" in flags else "slave"
+        return roles
+
+    def primaries(self) -> list[Node]:
+        return [self.by_address(a) for a, r in sorted(self.roles().items()) if r == "master"]
+
+
+@contextmanager
+def run_cluster() -> Iterator[Cluster]:
+    """Six redis-servers joined by ``redis-cli --cluster create --cluster-replicas 1``."""
+    binary = require_binary("redis-server", "redis-server")
+    cli = require_binary("redis-cli", "redis-tools")
+    with tempfile.TemporaryDirectory(prefix="hiercache-cluster-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        nodes = [
+            _node(
+                binary, root, f"node{i}",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
+                port=cluster_port(),
+            )  # fmt: skip
+            for i in range(6)
+        ]
+        for node in nodes:
+            stack.callback(node.stop)
+            node.start()
+        cluster = Cluster(nodes, cli)
+        marks = [n.log.mark() for n in nodes if n.log is not None]
+        cluster.run_cli(
+            "--cluster", "create", *(n.address for n in nodes),
+            "--cluster-replicas", "1", "--cluster-yes",
+        )  # fmt: skip
+        for node, mark in zip(nodes, marks):
+            assert node.log is not None
+            node.log.wait("Cluster state changed: ok", after=mark)
+        for address, role in cluster.roles().items():  # every replica has its data stream
+            node = cluster.by_address(address)
+            if role == "slave" and node.log is not None:
+                node.log.wait("MASTER <-> REPLICA sync: Finished with success")
+        yield cluster
+
+
+@dataclass
+class SentinelSetup:
+    primary: Node
+    replica: Node
+    sentinels: list[Node]
+    password: str
+    service: str = SERVICE
+    history: list[str] = field(default_factory=list)
+
+    def url(self, db: int = 0) -> str:
+        hosts = ",".join(s.address for s in self.sentinels)
+        return f"redis+sentinel://:{self.password}@{hosts}/{self.service}/{db}"
+
+    def wait_switch(self, marks: list[int]) -> str:
+        """The new primary's address, once a sentinel has announced the failover."""
+        for sentinel, mark in zip(self.sentinels, marks):
+            assert sentinel.log is not None
+            line = sentinel.log.wait(f"+switch-master {self.service}", after=mark)
+            _, _, _, _old_host, _old_port, host, port = line.split()[-7:]
+            return f"{host}:{port}"
+        raise AssertionError("no sentinels")
+
+
+@contextmanager
+def run_sentinel(password: str = "data-secret") -> Iterator[SentinelSetup]:
+    """A primary, its replica and 3 sentinels (quorum 2, down-after-milliseconds 1000)."""
+    binary = require_binary("redis-server", "redis-server")
+    with tempfile.TemporaryDirectory(prefix="hiercache-sentinel-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        auth = ("--requirepass", password, "--masterauth", password)
+        primary = _node(binary, root, "primary", *auth)
+        stack.callback(primary.stop)
+        primary.start()
+        replica = _node(binary, root, "replica", *auth, "--replicaof", "127.0.0.1", str(primary.port))
+        stack.callback(replica.stop)
+        replica.start()
+        assert replica.log is not None
+        replica.log.wait("MASTER <-> REPLICA sync: Finished with success")
+        sentinels = []
+        for i in range(3):
+            port = free_port()
+            workdir = root / f"sentinel{i}"
+            workdir.mkdir()
+            conf = workdir / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
+                f"sentinel auth-pass {SERVICE} {password}\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 3000\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+            )
+            node = Node(
+                port, workdir, [binary, str(conf), "--sentinel"], f"sentinel{i}:{port}"
+            )
+            stack.callback(node.stop)
+            node.start(ready=f"+monitor master {SERVICE}")
+            sentinels.append(node)
+        for node in sentinels:  # each knows the replica and both other sentinels
+            assert node.log is not None
+            node.log.wait(f"+slave slave {replica.address}")
+            node.log.wait_count("+sentinel sentinel", 2)
+        yield SentinelSetup(primary, replica, sentinels, password)
+
+
+__all__ = [
+    "Cluster",
+    "LogWatch",
+    "Node",
+    "SentinelSetup",
+    "run_cluster",
+    "run_sentinel",
+]

@@ -55,7 +55,7 @@ test: system-deps lint
 bench: $(VENV)/.installed
 	$(PY) benchmarks/l1_latency.py
 	$(PY) benchmarks/telemetry_overhead.py
-	$(PY) benchmarks/eviction_policies.py
+	$(PY) benchmarks/hit_ratio.py
 
 # The observability stack without Docker: redis-server, prometheus, alertmanager and the demo
 # from local binaries, with the compose stack's configuration files.

@@ -10,8 +10,9 @@ where ADAPTIVE misses the goal; it exits 1 when a target is missed.
 
     python benchmarks/hit_ratio.py [--traces DIR] [--only NAME ...] [--no-advisor]
 
-The traces folder defaults to ``$HIERCACHE_TRACES``, else ``../shared/traces`` beside the
-repository. Without it the benchmark prints how to get the traces and SKIPs (exit 0).
+The traces folder defaults to ``$HIERCACHE_TRACES``, else ``$HIERCACHE_SHARED_DIR/traces``,
+else ``../shared/traces`` beside the repository. Without it the benchmark prints how to
+get the traces and SKIPs (exit 0).
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ def miss_heavy_ratios(n: int = 100_000, size: int = 1000) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    default = Path(os.environ.get(ENV) or Path(__file__).resolve().parents[2] / "shared/traces")
+    repo = Path(__file__).resolve().parents[1]
+    shared = os.environ.get("HIERCACHE_SHARED_DIR") or repo.parent / "shared"
+    default = Path(os.environ.get(ENV) or Path(shared) / "traces")
     parser.add_argument("--traces", type=Path, default=default)
     parser.add_argument("--only", nargs="*", help="trace names (without .keys.gz)")
     parser.add_argument("--no-advisor", action="store_true", help="skip the advisor check")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import subprocess
 import sys
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import reference_policies as ref  # noqa: E402
 
-TRACES = REPO.parent / "shared" / "traces"
+TRACES = Path(os.environ.get("HIERCACHE_SHARED_DIR") or REPO.parent / "shared") / "traces"
 
 
 def tier_ratio(keys: Sequence[str], size: int, strategy: CacheStrategy) -> float:

@@ -29,8 +29,9 @@ SEED_READERS = ["tests/test_seed_examples.py"]
 
 #: Code outside the test suite that reads the shared folder, and how it copes without it.
 OTHER_READERS = {
-    "benchmarks/eviction_policies.py": "a benchmark, not a test: takes --traces and reports "
-    "each missing trace instead of failing",
+    "benchmarks/hit_ratio.py": "a benchmark, not a test: takes --traces and prints a SKIP "
+    "line saying how to get the traces when they are missing",
+    "tests/test_policies.py": "its public-trace test skips with the reason when they are absent",
 }
 
 #: Absolute paths into a workspace: home directories, scratch and work roots. Container paths

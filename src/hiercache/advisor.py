@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 # Measured footprint of one tracked key: an OrderedDict slot, a dict slot for its segment.
-BYTES_PER_KEY = 160
+BYTES_PER_KEY = 200
 DEFAULT_MEMORY_BYTES = 1 << 20
 FACTORS = (0.5, 1.0, 2.0, 4.0, 8.0)
 _HASH_SPACE = 1 << 24

@@ -33,7 +33,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bAsync([A-Z]\w*)", r"Sync\1"),  # AsyncCache -> SyncCache, AsyncBackground -> ...
     (r"\.a(run|flush|close|attempt)\(", r".\1("),  # backend.arun -> backend.run, ... aattempt
     (r"\._flight\.ado\(", "._flight.do("),
-    (r"\ba(resolve|gather_limited)\b", r"\1"),
+    (r"\ba(resolve|gather_limited|sleep)\b", r"\1"),
     (r"Awaitable\[([^\[\]]*(?:\[[^\[\]]*\])?)\] \| ", ""),  # Awaitable[X] | X -> X
 ]
 

@@ -16,6 +16,8 @@ import zstandard
 from hiercache import CacheConfig, CorruptValueError, SerializationError, SerializationFormat
 from hiercache.codec import (
     COMPRESSED,
+    HAS_META,
+    HEADER_SIZE,
     MAGIC,
     SER_BYTES,
     SER_JSON,
@@ -23,8 +25,10 @@ from hiercache.codec import (
     SER_SIGNED_PICKLE,
     VERSION,
     Codec,
+    Meta,
 )
 from hiercache.errors import IncompatibleValueError, ValueTooLargeError
+from hiercache.signing import Signer
 
 COMPRESSIBLE = {"text": "abc" * 2000}  # ~6 KB of JSON that zstd shrinks a lot
 
@@ -286,7 +290,7 @@ def test_one_decompressor_per_thread_serves_every_decode(monkeypatch: pytest.Mon
         b"HC\x01\x04{}",  # serializer ids 4-7 belong to newer versions
         b"HC\x01\x07{}",
         b"HC\x01\x08{}",  # a reserved flag bit
-        b"HC\x01\x40{}",
+        b"HC\x01\x20{}",
     ],
 )
 def test_frames_from_a_newer_version_are_incompatible_not_corrupt(payload: bytes) -> None:
@@ -391,3 +395,38 @@ def test_a_streamed_frame_within_the_limit_decodes() -> None:
     assert Codec(max_value_bytes=300_000).decode(payload) == b"q" * 300_000
     with pytest.raises(CorruptValueError):
         Codec(max_value_bytes=299_999).decode(payload)
+
+
+# -- the meta block: expiry and stale windows travel with the value ---------------------
+@pytest.mark.parametrize("value", [{"a": [1, 2]}, b"raw", "x" * 5000, None])
+def test_meta_round_trips_with_the_value(value: object) -> None:
+    codec = Codec()
+    meta = Meta(expires_at=1_900_000_000.123, stale_if_error=30.5, stale_while_revalidate=2)
+    payload, for_l1 = codec.encode_value("k", value, meta)
+    assert payload[3] & HAS_META
+    frame = codec.decode_frame(payload)
+    assert frame.value == for_l1
+    assert frame.meta == meta
+    assert frame.meta is not None
+    assert frame.meta.stale_until == pytest.approx(1_900_000_030.623)
+    assert codec.decode(payload) == for_l1
+
+
+def test_a_frame_without_meta_reads_as_before() -> None:
+    frame = Codec().decode_frame(Codec().encode("k", [1]))
+    assert frame == ([1], None)
+
+
+def test_signed_pickle_covers_the_meta_block() -> None:
+    codec = Codec(SerializationFormat.PICKLE, signer=Signer.from_setting("k" * 32))
+    payload = codec.encode_value("k", {1, 2}, Meta(expires_at=100.0)).payload
+    assert codec.decode_frame(payload).value == {1, 2}
+    tampered = bytearray(payload)
+    tampered[HEADER_SIZE + 3] ^= 0x01  # push the expiry: the signature must catch it
+    with pytest.raises(CorruptValueError):
+        codec.decode(bytes(tampered))
+
+
+def test_a_truncated_meta_block_is_corrupt() -> None:
+    with pytest.raises(CorruptValueError, match="meta"):
+        Codec().decode(b"HC\x01\x40\x00\x00")

@@ -4,6 +4,7 @@ pattern invalidation, warming, loading, statistics and input validation."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from hiercache import (
     InvalidKeyError,
     SerializationError,
 )
+from hiercache.codec import HAS_META, META, META_SIZE
 from hiercache.memory import ENTRY_OVERHEAD_BYTES
 from hiercache.sizing import value_size
 from redis_tools import PREFIX, calls, config
@@ -121,8 +123,11 @@ async def test_stored_value_carries_header_and_ttl(redis_url: str, raw: redis.Re
         assert stored is not None
         assert stored[:2] == b"HC"
         assert stored[2] == 1  # version
-        assert stored[3] == 0  # JSON, not compressed
-        assert orjson.loads(stored[4:]) == {"x": 1}
+        assert stored[3] == HAS_META  # JSON, not compressed, with the meta block
+        assert orjson.loads(stored[4 + META_SIZE :]) == {"x": 1}
+        expires_ms, stale_ms, swr_ms = META.unpack_from(stored, 4)
+        assert 119_000 < expires_ms - time.time() * 1000 <= 120_000  # the expiry travels along
+        assert stale_ms == swr_ms == 0
         assert 119_000 < raw.pttl(PREFIX + "small") <= 120_000
 
         await m.set("default-ttl", 1)
@@ -130,7 +135,9 @@ async def test_stored_value_carries_header_and_ttl(redis_url: str, raw: redis.Re
 
         await m.set("blob", b"\x00\x01raw")
         blob = raw.get(PREFIX + "blob")
-        assert blob == b"HC\x01\x02\x00\x01raw"  # bytes are stored as they are
+        assert blob is not None
+        assert blob[:4] == b"HC\x01" + bytes((HAS_META | 0x02,))  # raw bytes
+        assert blob[4 + META_SIZE :] == b"\x00\x01raw"  # bytes are stored as they are
         m.l1.delete("blob")
         assert await m.get("blob") == b"\x00\x01raw"
     finally:
@@ -162,7 +169,7 @@ async def test_large_values_are_zstd_compressed_when_enabled(
         stored_off = raw.get(PREFIX + "big-off")
         assert stored_off is not None
         assert not stored_off[3] & 0x80
-        assert len(stored_off) == 4 + len(plain)
+        assert len(stored_off) == 4 + META_SIZE + len(plain)
 
         # both read back through L2
         cold = HierarchicalCacheManager(config(redis_url))
@@ -189,8 +196,10 @@ async def test_l2_hit_is_promoted_with_the_remaining_ttl(redis_url: str, raw: re
         entry = reader.l1.get("short")
         assert entry is not None
         remaining = reader.l1.remaining_ttl(entry)
-        assert pttl_after <= remaining <= 100  # the L2 remaining TTL, not l1_ttl_seconds
-        assert remaining > 90
+        # the remaining TTL carried by the value (within Redis' own by a round trip), not
+        # l1_ttl_seconds
+        assert abs(pttl_after - remaining) < 0.5
+        assert 90 < remaining <= 100
 
         assert await reader.get("long") == "l"
         entry = reader.l1.get("long")

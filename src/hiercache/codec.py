@@ -1,9 +1,14 @@
 """Value encoding for L2: a 4-byte header, a serializer, optional zstd, signed pickle.
 
-Layout: ``b"HC"``, format version (1 byte), flags (1 byte), then the body.
-Flags: low 3 bits are the serializer id, bits 3-6 are reserved (0), bit 7 means the body is
-zstd-compressed. Serializers: 0 JSON (orjson), 2 raw ``bytes``, 3 signed pickle; 1 is the
-unsigned pickle of earlier releases, which is never unpickled. A signed pickle body starts
+Layout: ``b"HC"``, format version (1 byte), flags (1 byte), an optional 16-byte meta block,
+then the body. Flags: low 3 bits are the serializer id, bits 3-5 are reserved (0), bit 6 means
+a meta block follows, bit 7 means the body is zstd-compressed. The meta block (big-endian) is
+the value's logical expiry in wall-clock milliseconds since the epoch (u64, 0 for none), then
+its stale-if-error and stale-while-revalidate windows in milliseconds (u32 each): they are
+fixed when the value is written and travel with it, so every process and both tiers agree
+(readers of earlier releases see an unknown flag: a clean miss). Serializers: 0 JSON
+(orjson), 2 raw ``bytes``, 3 signed pickle; 1 is the unsigned pickle of earlier releases,
+which is never unpickled. A signed pickle body starts
 with a signature (4-byte key id, 32-byte HMAC-SHA256 of header, key id and the rest of the
 body as stored, compressed or not), checked in constant time before anything is
 decompressed or unpickled; see ``hiercache.signing``.
@@ -48,6 +53,7 @@ import dataclasses
 import enum
 import math
 import pickle
+import struct
 import threading
 from typing import Any, Final, NamedTuple
 
@@ -72,7 +78,11 @@ SER_PICKLE: Final = 1  # unsigned pickle of earlier releases: refused
 SER_BYTES: Final = 2
 SER_SIGNED_PICKLE: Final = 3
 COMPRESSED: Final = 0x80
-RESERVED_FLAGS: Final = 0x78
+HAS_META: Final = 0x40
+RESERVED_FLAGS: Final = 0x38
+META: Final = struct.Struct(">QII")
+META_SIZE: Final = META.size
+_WINDOW_MAX_MS: Final = 2**32 - 1
 DEFAULT_MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
 _SER_MASK: Final = 0x07
 _ORJSON_OPTS: Final = orjson.OPT_SERIALIZE_NUMPY
@@ -91,6 +101,35 @@ class Encoded(NamedTuple):
 
 
 _new_encoded = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+
+class Meta(NamedTuple):
+    """What travels with a value: its logical expiry (wall-clock seconds, 0 for none) and
+    its stale windows (seconds) after that expiry."""
+
+    expires_at: float = 0.0
+    stale_if_error: float = 0.0
+    stale_while_revalidate: float = 0.0
+
+    @property
+    def stale_until(self) -> float:
+        """The end of the longest stale window (wall clock); ``expires_at`` if none."""
+        return self.expires_at + max(self.stale_if_error, self.stale_while_revalidate)
+
+
+def _pack_meta(meta: Meta) -> bytes:
+    return META.pack(
+        max(0, round(meta.expires_at * 1000)),
+        min(_WINDOW_MAX_MS, max(0, round(meta.stale_if_error * 1000))),
+        min(_WINDOW_MAX_MS, max(0, round(meta.stale_while_revalidate * 1000))),
+    )
+
+
+class Frame(NamedTuple):
+    """A decoded payload: the value, and its meta block (None in frames without one)."""
+
+    value: Any
+    meta: Meta | None
 
 
 class Codec:
@@ -158,16 +197,17 @@ class Codec:
         """The L2 payload for ``value``; see ``encode_value``."""
         return self.encode_value(key, value).payload
 
-    def encode_value(self, key: str, value: Any) -> Encoded:
-        """Encode ``value`` once per write: the payload and the value L1 must hold.
+    def encode_value(self, key: str, value: Any, meta: Meta | None = None) -> Encoded:
+        """Encode ``value`` once per write: the payload and the value L1 must hold; with
+        ``meta``, the frame carries the value's expiry and stale windows.
 
         Raises ``SerializationError`` (``ValueTooLargeError`` for size) naming ``key`` for a
         value the rule in this module's docstring refuses; nothing is half-done.
         """
         if type(value) is bytes:
-            return self._frame(key, SER_BYTES, value, value)
+            return self._frame(key, SER_BYTES, value, value, meta)
         if self._pickle:
-            return self._frame(key, SER_SIGNED_PICKLE, *_pickle_round_trip(key, value))
+            return self._frame(key, SER_SIGNED_PICKLE, *_pickle_round_trip(key, value), meta)
         try:
             body = _dumps(value, option=_ORJSON_OPTS)
         except TypeError as exc:
@@ -179,9 +219,9 @@ class Codec:
             raise SerializationError(
                 key, "NaN and infinities are not JSON: they would read back as None"
             )
-        return self._frame(key, SER_JSON, body, decoded)
+        return self._frame(key, SER_JSON, body, decoded, meta)
 
-    def _frame(self, key: str, ser: int, body: bytes, for_l1: Any) -> Encoded:
+    def _frame(self, key: str, ser: int, body: bytes, for_l1: Any, meta: Meta | None) -> Encoded:
         if len(body) > self.max_value_bytes:
             raise ValueTooLargeError(key, len(body), self.max_value_bytes)
         flags = ser
@@ -189,7 +229,7 @@ class Codec:
             packed = self._compressor().compress(body)
             if len(packed) < len(body):
                 body, flags = packed, ser | COMPRESSED
-        header = _HEADERS[flags]
+        header = _HEADERS[flags] if meta is None else _HEADERS[flags | HAS_META] + _pack_meta(meta)
         if ser == SER_SIGNED_PICKLE:
             assert self._signer is not None
             body = self._signer.sign(header, body) + body
@@ -199,6 +239,10 @@ class Codec:
     def decode(self, payload: bytes) -> Any:
         """Decode a payload; raise ``CorruptValueError`` or ``IncompatibleValueError`` if it
         is not one this process can trust and read."""
+        return self.decode_frame(payload).value
+
+    def decode_frame(self, payload: bytes) -> Frame:
+        """``decode``, with the frame's meta block (its expiry and stale windows)."""
         if len(payload) < HEADER_SIZE or payload[:2] != MAGIC:
             raise CorruptValueError("payload has no hiercache header")
         version, flags = payload[2], payload[3]
@@ -213,21 +257,28 @@ class Codec:
             raise IncompatibleValueError(
                 f"unknown serializer id {ser} or flags {flags:#04x}: written by a newer hiercache"
             )
-        body = memoryview(payload)[HEADER_SIZE:]
+        start, meta = HEADER_SIZE, None
+        if flags & HAS_META:
+            start += META_SIZE
+            if len(payload) < start:
+                raise CorruptValueError("payload is too short for its meta block")
+            expires_ms, stale_ms, swr_ms = META.unpack_from(payload, HEADER_SIZE)
+            meta = Meta(expires_ms / 1000, stale_ms / 1000, swr_ms / 1000)
+        body = memoryview(payload)[start:]
         if ser == SER_PICKLE:
             raise CorruptValueError("refusing an unsigned pickle payload")
         if ser == SER_SIGNED_PICKLE:
-            body = self._verified(payload[:HEADER_SIZE], body)
+            body = self._verified(payload[:start], body)
         if len(body) > self.max_value_bytes:
             raise CorruptValueError(f"payload body is over max_value_bytes={self.max_value_bytes}")
         try:
             if flags & COMPRESSED:
                 body = memoryview(self._decompress(body))
             if ser == SER_JSON:
-                return orjson.loads(body)
+                return Frame(orjson.loads(body), meta)
             if ser == SER_BYTES:
-                return bytes(body)
-            return pickle.loads(body)  # noqa: S301 - signature verified above
+                return Frame(bytes(body), meta)
+            return Frame(pickle.loads(body), meta)  # noqa: S301 - signature verified above
         except CorruptValueError:
             raise
         except Exception as exc:

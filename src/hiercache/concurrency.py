@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -51,6 +52,69 @@ async def agather_limited(calls: Sequence[Callable[[], Awaitable[T]]], limit: in
 def gather_limited(calls: Sequence[Callable[[], T]], limit: int) -> list[T]:
     """Run ``calls`` one after another (a thread has no cheaper concurrency)."""
     return [call() for call in calls]
+
+
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+class AsyncDetached(Generic[T]):
+    """Work that goes on after its caller stops waiting (a shared load; a refresh)."""
+
+    _alive: ClassVar[set[asyncio.Task[Any]]] = set()  # a task nobody holds may be collected
+
+    def __init__(self, run: Callable[[], Awaitable[T]]) -> None:
+        async def body() -> T:
+            return await run()
+
+        self._task = asyncio.get_running_loop().create_task(body())
+        self._alive.add(self._task)
+        self._task.add_done_callback(self._finished)
+
+    @classmethod
+    def _finished(cls, task: asyncio.Task[Any]) -> None:
+        cls._alive.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an unwatched failure is not "never retrieved"
+
+    async def result(self, timeout: float | None) -> T:
+        """Its result, waiting at most ``timeout`` seconds (``TimeoutError``); the work
+        itself is never cancelled by the wait."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.TimeoutError:  # a distinct class before Python 3.11
+            raise TimeoutError from None
+
+
+class SyncDetached(Generic[T]):
+    """Work that goes on after its caller stops waiting, in a daemon thread."""
+
+    def __init__(self, run: Callable[[], T]) -> None:
+        self._done = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        thread = threading.Thread(target=self._run, args=(run,), daemon=True)
+        thread.name = "hiercache-detached"
+        thread.start()
+
+    def _run(self, run: Callable[[], T]) -> None:
+        try:
+            self._result = run()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self, timeout: float | None) -> T:
+        if not self._done.wait(timeout):
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]
 
 
 class AsyncBackground:

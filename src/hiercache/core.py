@@ -9,6 +9,7 @@ generated ``_sync/``); what a step decides from data alone lives here, written o
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import weakref
@@ -17,7 +18,8 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from hiercache import stats as S
-from hiercache.codec import Codec
+from hiercache.codec import Codec, Meta
+from hiercache.deferred import DeferredStore
 from hiercache.errors import (
     CorruptValueError,
     IncompatibleValueError,
@@ -28,6 +30,7 @@ from hiercache.health import L2Health
 from hiercache.memory import EvictionReason, MemoryTier
 from hiercache.redis_glob import compile_glob
 from hiercache.redis_tier import Fetched, RedisCacheBackend
+from hiercache.resilience import LoadPolicy, StaleEntry, StaleShelf
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.singleflight import SingleFlight
 from hiercache.sizing import value_size
@@ -40,6 +43,26 @@ log = logging.getLogger("hiercache")
 
 #: One L2 write: (key, encoded payload, TTL in seconds).
 Row = tuple[str, bytes, float]
+
+
+class Write:
+    """One checked, encoded write: what L1 holds, and the row L2 gets."""
+
+    __slots__ = ("key", "meta", "payload", "ttl", "value")
+
+    def __init__(self, key: str, payload: bytes, ttl: float, value: Any, meta: Meta) -> None:
+        self.key = key
+        self.payload = payload
+        self.ttl = ttl  # fresh for this long
+        self.value = value
+        self.meta = meta
+
+    @property
+    def row(self) -> Row:
+        """(key, payload, how long Redis keeps it: the TTL plus the longest stale window)."""
+        return self.key, self.payload, self.ttl + self.meta.stale_until - self.meta.expires_at
+
+
 #: A registered warmer: the keys (or a function returning them) and the loader.
 Warmer = tuple[Any, Callable[[str], Any]]
 
@@ -68,9 +91,15 @@ _NOT_TRACED: Final = nullcontext()
 class CacheCore:
     """Everything one cache holds, shared by its async and sync fronts."""
 
-    def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: CacheConfig,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.wall = wall_clock  # for expiries that travel with values to other processes
         self.stats = CacheStats()
         self.codec = Codec.from_config(config)
         self.telemetry = CacheTelemetry(config, self.stats, self.gauges)
@@ -92,15 +121,25 @@ class CacheCore:
         )
         self.l2: RedisCacheBackend | None = None
         self.write_behind: WriteBehindQueue | None = None
+        #: Deletes and invalidations kept while L2 is down, applied after recovery.
+        self.deferred: DeferredStore | None = None
         if config.l2_backend is not L2Backend.NONE:
             self.l2 = RedisCacheBackend(
                 config, stats=self.stats, telemetry=self.telemetry, health=self.health
             )
+            self.deferred = DeferredStore(self.l2, config.l2_deferred_max_size)
             if config.write_behind:
                 self.write_behind = WriteBehindQueue(
-                    self.l2, config.write_behind_queue_size, config.write_behind_batch_size
+                    self.l2,
+                    config.write_behind_queue_size,
+                    config.write_behind_batch_size,
+                    clock=clock,
+                    drain_seconds=config.write_behind_drain_seconds,
+                    deferred=self.deferred,
                 )
         self.flight = SingleFlight()
+        self.policy = LoadPolicy.from_config(config)
+        self.shelf = StaleShelf(config.l1_max_size)
         if self.l2 is not None:
             _check_namespace(self)
         self.warmers: list[Warmer] = []
@@ -109,11 +148,21 @@ class CacheCore:
 
     # -- reading ---------------------------------------------------------------------
     def answer_from_l2(self, key: str, fetched: Fetched, default: Any, op: str) -> Any:
-        """Count an L2 answer; decode and promote a hit into L1."""
+        """Count an L2 answer; decode and promote a fresh hit into L1."""
+        value, _ = self.lookup_l2(key, fetched, op)
+        return default if value is MISS else value
+
+    def lookup_l2(
+        self, key: str, fetched: Fetched, op: str, count: bool = True
+    ) -> tuple[Any, StaleEntry | None]:
+        """An L2 answer: (the fresh value, None), or (MISS, an expired value that a stale
+        window still covers, or None). Counted unless ``count`` is False (a lock waiter's
+        polls); a fresh hit is promoted into L1."""
+        add = self.stats.add if count else _no_count
         payload, ttl = fetched
         if payload is not None:
             try:
-                value = self.codec.decode(payload)
+                value, meta = self.codec.decode_frame(payload)
             except CorruptValueError as exc:
                 self.stats.add(S.L2_ERROR["corrupt"])
                 log.warning("hiercache: unreadable L2 value treated as a miss: %s", exc)
@@ -121,15 +170,23 @@ class CacheCore:
                 self.stats.add(S.L2_ERROR["incompatible"])
                 log.debug("hiercache: L2 value this version cannot read, a miss: %s", exc)
             else:
-                self.stats.add(S.HIT[S.L2, op])
+                if meta is not None and meta.expires_at:
+                    ttl = meta.expires_at - self.wall()  # the expiry travels with the value
+                    if ttl <= 0:  # expired; kept in Redis only for its stale windows
+                        add(S.MISSES[op])
+                        alive = self.wall() < meta.stale_until
+                        return MISS, StaleEntry(value, meta) if alive else None
+                add(S.HIT[S.L2, op])
                 if self.promote:
                     l1_ttl = self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
                     if l1_ttl > 0 and self.l1.set(key, value, l1_ttl, value_size(value)):
                         self.stats.add(S.PROMOTION)
                         self.telemetry.event("hiercache.promotion", **{"cache.level": S.L1})
-                return value
-        self.stats.add(S.MISSES[op])
-        return default
+                    if meta is not None and meta.stale_until > meta.expires_at:
+                        self.shelf.put(key, value, meta)
+                return value, None
+        add(S.MISSES[op])
+        return MISS, None
 
     def l1_many(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         """The L1 hits among ``keys`` (counted) and the keys L2 must answer."""
@@ -156,28 +213,42 @@ class CacheCore:
         return found
 
     # -- writing ---------------------------------------------------------------------
-    def encode(self, key: str, value: Any, ttl_seconds: float | None) -> tuple[Row, Any]:
-        """Validate and encode one write: its L2 row, and the value L1 holds (what any L2
-        reader decodes, so both tiers answer alike). Raises before anything is cached."""
+    def encode(
+        self, key: str, value: Any, ttl_seconds: float | None, policy: LoadPolicy | None = None
+    ) -> Write:
+        """Validate and encode one write. Raises before anything is cached.
+
+        The TTL is shortened by a random share of ``ttl_jitter`` (never lengthened); the
+        frame carries the value's expiry and stale windows; Redis keeps it for its TTL plus
+        its longest window; L1 holds what any L2 reader decodes, so both tiers answer alike."""
         ttl = check_ttl(check_key(key), ttl_seconds, self.config.l2_ttl_seconds)
+        policy = policy or self.policy
+        if policy.ttl_jitter:
+            ttl *= 1 - random.uniform(0, policy.ttl_jitter)
+        meta = Meta(self.wall() + ttl, policy.stale_if_error, policy.stale_while_revalidate)
         try:
-            payload, value_for_l1 = self.codec.encode_value(key, value)
+            payload, value_for_l1 = self.codec.encode_value(key, value, meta)
         except SerializationError:
             self.stats.add(S.L2_ERROR["serialization"])  # visible to SREs, not just the caller
             raise
-        return (key, payload, ttl), value_for_l1
+        return Write(key, payload, ttl, value_for_l1, meta)
 
-    def store_l1(self, row: Row, value: Any) -> None:
-        """Keep ``value`` in L1, counted at its live size (not its encoded size)."""
-        key, _, ttl = row
-        self.l1.set(key, value, min(ttl, self.l1_ttl), value_size(value))
+    def store_l1(self, write: Write) -> None:
+        """Keep a write's value in L1 (fresh only), counted at its live size (not its
+        encoded size); a copy for the stale windows goes on the shelf."""
+        key, value = write.key, write.value
+        self.l1.set(key, value, min(write.ttl, self.l1_ttl), value_size(value))
+        if write.meta.stale_until > write.meta.expires_at:
+            self.shelf.put(key, value, write.meta)
+        else:
+            self.shelf.discard(key)
 
     def encode_many(self, items: Mapping[str, Any], ttl_seconds: float | None) -> list[Row]:
         """Encode every item first, so one bad value caches none; then fill L1."""
-        encoded = [self.encode(k, v, ttl_seconds) for k, v in items.items()]
-        for row, value in encoded:
-            self.store_l1(row, value)
-        return [row for row, _ in encoded]
+        writes = [self.encode(k, v, ttl_seconds) for k, v in items.items()]
+        for write in writes:
+            self.store_l1(write)
+        return [write.row for write in writes]
 
     def invalidate_l1(self, pattern: str) -> list[str]:
         """Drop the L1 keys matching the glob ``pattern`` exactly as Redis matches it (on
@@ -185,7 +256,9 @@ class CacheCore:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKeyError(pattern, "a pattern must be a non-empty str")
         check_key(pattern)  # valid Unicode, bounded length
-        return self.l1.delete_matching(compile_glob(pattern).match)
+        match = compile_glob(pattern).match
+        self.shelf.discard_matching(match)
+        return self.l1.delete_matching(match)
 
     def removed_from_l2(self, count: int, reason: str) -> None:
         """Count keys an explicit delete or invalidation removed from L2."""
@@ -201,6 +274,20 @@ class CacheCore:
         """A load finished after its key was written, deleted or invalidated: not stored."""
         self.stats.add(S.LOAD_DISCARDED)
         self.telemetry.event("hiercache.load.discarded")
+
+    def served_stale(self, reason: str) -> None:
+        """An expired value was served inside its window (error, timeout, revalidate)."""
+        self.stats.add(S.STALE_SERVED[reason])
+        self.telemetry.event("hiercache.stale", **{"cache.stale.reason": reason})
+
+    def refreshed(self, ok: bool) -> None:
+        self.stats.add(S.REFRESH["success" if ok else "error"])
+
+    def load_timed_out(self, kind: str) -> None:
+        self.stats.add(S.LOAD_TIMEOUT[kind])
+
+    def lock_waited(self, timed_out: bool) -> None:
+        self.stats.add(S.LOCK_TIMEOUT if timed_out else S.LOCK_WAIT)
 
     def coalesced(self, event: bool = True) -> None:
         """A caller was answered by another caller's load."""
@@ -248,6 +335,10 @@ class CacheCore:
         if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
             gauges["l2.up"] = 1 if self.l2_up() else 0
         return gauges
+
+
+def _no_count(index: int, n: int = 1) -> None:
+    pass
 
 
 #: The live caches with an L2, to catch one namespace nested inside another.

@@ -24,12 +24,35 @@ def cache_operation(
     ttl_seconds: float | None = 300,
     cache_key_fn: Callable[..., str] | None = None,
     cache: HierarchicalCacheManager | Callable[[], HierarchicalCacheManager] | None = None,
+    *,
+    stale_if_error_seconds: float | None = None,
+    stale_while_revalidate_seconds: float | None = None,
+    load_timeout_seconds: float | None = None,
+    load_soft_timeout_seconds: float | None = None,
+    ttl_jitter: float | None = None,
+    cache_none_ttl_seconds: float | None = None,
+    lock: bool | None = None,
 ) -> Callable[[F], F]:
     """Cache the decorated function's results for ``ttl_seconds``.
 
     ``cache`` is the manager to use (or a callable returning it); by default the
-    process-wide ``get_cache_manager()``, looked up at call time. The wrapper gains
+    process-wide ``get_cache_manager()``, looked up at call time. The keyword arguments
+    override the settings of the same names (stale serving, load timeouts, TTL jitter,
+    negative caching, the cross-process lock) for this function. The wrapper gains
     ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``."""
+    resilience: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("stale_if_error_seconds", stale_if_error_seconds),
+            ("stale_while_revalidate_seconds", stale_while_revalidate_seconds),
+            ("load_timeout_seconds", load_timeout_seconds),
+            ("load_soft_timeout_seconds", load_soft_timeout_seconds),
+            ("ttl_jitter", ttl_jitter),
+            ("cache_none_ttl_seconds", cache_none_ttl_seconds),
+            ("lock", lock),
+        )
+        if value is not None
+    }
 
     def decorate(fn: F) -> F:
         builder = KeyBuilder(fn, cache_key)
@@ -50,7 +73,7 @@ def cache_operation(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await manager().get_or_load(
-                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds
+                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds, **resilience
                 )
 
             async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
@@ -63,7 +86,7 @@ def cache_operation(
             @functools.wraps(fn)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return manager().sync.get_or_load(
-                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds
+                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds, **resilience
                 )
 
             def invalidate_sync(*args: Any, **kwargs: Any) -> bool:

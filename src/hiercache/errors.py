@@ -80,3 +80,13 @@ class IncompatibleValueError(CacheError):
 class UnknownSigningKeyError(IncompatibleValueError):
     """A signed pickle frame names a signing key this process does not hold (rotation, or
     another process's random key): never unpickled, a miss, not corruption."""
+
+
+class LoadTimeoutError(CacheError, TimeoutError):
+    """A caller waited ``load_timeout_seconds`` for a load and no stale value could stand in.
+    The load itself goes on for its other callers and stores its result when it finishes."""
+
+    def __init__(self, key: str, seconds: float) -> None:
+        super().__init__(f"loading key {key!r} took longer than load_timeout_seconds={seconds:g}")
+        self.key = key
+        self.seconds = seconds

@@ -27,9 +27,13 @@ class HierarchicalCacheManager(AsyncCache):
     """
 
     def __init__(
-        self, config: CacheConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: CacheConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        core = CacheCore(config or CacheConfig(), clock)
+        core = CacheCore(config or CacheConfig(), clock, wall_clock)
         super().__init__(core)
         self.sync = SyncCache(core)
 

@@ -32,9 +32,13 @@ from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
 from hiercache.topology import (
+    CLIENT_QUIRKS,
     Topology,
+    as_cluster_error,
+    aping,
     ascan_primaries,
     make_client,
+    no_pipeline,
     parse_multi_host,
     scan_primaries,
     server_address,
@@ -46,6 +50,10 @@ T = TypeVar("T")
 SCAN_COUNT = 1000
 #: (payload, remaining TTL in seconds or None when the key has no expiry)
 Fetched = tuple[bytes | None, float | None]
+#: Delete the lock only if it still holds our token (a lease that ran out may be another's).
+_UNLOCK: Final = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 #: What a miss (or an unreachable L2) fetches.
 NOTHING: Final[Fetched] = (None, None)
 
@@ -77,14 +85,6 @@ def _server_address(config: CacheConfig) -> tuple[str, int | None]:
     if config.redis_url is not None:
         return server_address(config.redis_url.get_secret_value())
     return config.redis_host, config.redis_port
-
-
-def _no_build(pipe: Any) -> None:
-    """The build of a recipe that runs ``direct``/``adirect`` instead of a pipeline."""
-
-
-async def _aping(client: Any) -> list[Any]:
-    return [await client.ping()]
 
 
 class RedisCacheBackend:
@@ -127,6 +127,7 @@ class RedisCacheBackend:
         self.topology = topology_of(url) if redis_l2 else Topology.STANDALONE
         #: Redis Cluster: multi-key commands are split by slot, SCAN visits every primary.
         self.cluster = self.topology is Topology.CLUSTER
+        self.failures = _FAILURES + CLIENT_QUIRKS if self.cluster else _FAILURES
 
     def __repr__(self) -> str:
         return f"RedisCacheBackend({self.config.redis_target!r}, available={self.available})"
@@ -205,7 +206,7 @@ class RedisCacheBackend:
     def _failed(self, op: _Op[Any], exc: BaseException, started: float) -> str:
         # A failed round trip (a timeout above all) is timed too.
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
-        kind = error_type(exc)
+        kind = error_type(as_cluster_error(exc) if self.cluster else exc)
         self.stats.add(S.L2_ERROR[kind])
         if (
             kind == "topology" and not self.cluster
@@ -238,7 +239,7 @@ class RedisCacheBackend:
                     async with client.pipeline(transaction=False) as pipe:
                         op.build(pipe)
                         replies = await pipe.execute()
-        except _FAILURES as exc:
+        except self.failures as exc:
             return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
         return op.parse(replies), None
@@ -255,7 +256,7 @@ class RedisCacheBackend:
                     with client.pipeline(transaction=False) as pipe:
                         op.build(pipe)
                         replies = pipe.execute()
-        except _FAILURES as exc:
+        except self.failures as exc:
             return op.fallback, self._failed(op, exc, started)
         self._succeeded(op, started)
         return op.parse(replies), None
@@ -267,8 +268,8 @@ class RedisCacheBackend:
     def op_ping(self) -> _Op[bool]:
         if self.cluster:  # PING is refused in a cluster pipeline: ask every primary directly
             return _Op(
-                "PING", "ping", _no_build, lambda r: bool(r[0]), False,
-                direct=lambda c: [c.ping()], adirect=_aping,
+                "PING", "ping", no_pipeline, lambda r: bool(r[0]), False,
+                direct=lambda c: [c.ping()], adirect=aping,
             )  # fmt: skip
         return _Op("PING", "ping", lambda p: p.ping(), lambda r: bool(r[0]), False)
 
@@ -329,6 +330,30 @@ class RedisCacheBackend:
         rk = self.k(key)
         return _Op("EXISTS", "exists", lambda p: p.exists(rk), lambda r: bool(r[0]), False)
 
+    # -- the cross-process stampede lock (SET NX PX with a token; release checks it) -----
+    def lock_key(self, key: str) -> str:
+        """The lock of ``key``: beside it, in the same hash slot."""
+        return f"{self.prefix}lock:{{{key}}}"
+
+    def op_lock(self, key: str, token: str, seconds: float) -> _Op[bool]:
+        """Take the lock of ``key`` for ``seconds`` (a lease); False if another holds it."""
+        lk, px = self.lock_key(key), max(1, int(seconds * 1000))
+        build: Callable[[Any], None] = lambda p: p.set(lk, token, nx=True, px=px)  # noqa: E731
+        return _Op("SET", "lock", build, lambda r: bool(r[0]), False)
+
+    def op_unlock(self, key: str, token: str) -> _Op[bool]:
+        """Release the lock of ``key`` if ``token`` still holds it (never another's)."""
+        lk = self.lock_key(key)
+
+        def build(p: Any) -> None:
+            p.eval(_UNLOCK, 1, lk, token)
+
+        return _Op("EVAL", "unlock", build, lambda r: bool(r[0]), False)
+
+    def op_locked(self, key: str) -> _Op[bool]:
+        lk = self.lock_key(key)
+        return _Op("EXISTS", "lock", lambda p: p.exists(lk), lambda r: bool(r[0]), True)
+
     def op_scan(self, cursor: int, pattern: str) -> _Op[tuple[int, list[bytes]]]:
         match = escape_glob(self.prefix) + pattern
 
@@ -343,7 +368,7 @@ class RedisCacheBackend:
     def _scan_primaries(self, cursor: int, match: str) -> _Op[tuple[int, list[bytes]]]:
         """One SCAN step on a Cluster (see ``topology.scan_primaries``)."""
         return _Op(
-            "SCAN", "scan", _no_build, lambda r: r[0], (0, []),
+            "SCAN", "scan", no_pipeline, lambda r: r[0], (0, []),
             direct=lambda c: [scan_primaries(c, cursor, match, SCAN_COUNT)],
             adirect=lambda c: ascan_primaries(c, cursor, match, SCAN_COUNT),
         )  # fmt: skip

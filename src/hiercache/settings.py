@@ -132,6 +132,17 @@ class CacheConfig(BaseSettings):
     #: Deletes and invalidations kept during an L2 outage, to apply after recovery.
     l2_deferred_max_size: int = Field(10_000, ge=1)
 
+    # Loader resilience (each also a per-call argument of get_or_load, cache_operation and
+    # cached_operation; RFC 5861's names). The windows travel with the value (frame meta).
+    stale_if_error_seconds: float = Field(0.0, ge=0, le=4_000_000)
+    stale_while_revalidate_seconds: float = Field(0.0, ge=0, le=4_000_000)
+    load_timeout_seconds: float | None = Field(None, gt=0)
+    load_soft_timeout_seconds: float | None = Field(None, gt=0)
+    ttl_jitter: float = Field(0.0, ge=0, lt=1)
+    cache_none_ttl_seconds: float | None = Field(None, ge=0)
+    distributed_lock: bool = False
+    lock_timeout_seconds: float = Field(5.0, gt=0)
+
     # Telemetry
     telemetry_enabled: bool = True
     metrics_prefix: str = Field("hiercache", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -65,6 +65,16 @@ LOAD: Final = {r: _layout.add("loads", result=r) for r in LOAD_RESULTS}
 COALESCED: Final = _layout.add("coalesced")
 #: Loads whose result was not stored: their key was written or invalidated meanwhile.
 LOAD_DISCARDED: Final = _layout.add("loads_discarded")
+STALE_REASONS: Final = ("error", "timeout", "revalidate")
+#: Expired values served inside a stale window, by why.
+STALE_SERVED: Final = {r: _layout.add("stale_served", stale_reason=r) for r in STALE_REASONS}
+#: Background refreshes (stale-while-revalidate), by result.
+REFRESH: Final = {r: _layout.add("refreshes", result=r) for r in LOAD_RESULTS}
+#: Callers that stopped waiting for a load at its soft or hard timeout.
+LOAD_TIMEOUT: Final = {t: _layout.add("load_timeouts", timeout=t) for t in ("soft", "hard")}
+#: Cross-process stampede lock: waits for another process's load, and waits that timed out.
+LOCK_WAIT: Final = _layout.add("lock_waits")
+LOCK_TIMEOUT: Final = _layout.add("lock_timeouts")
 #: L2 writes given up, by reason (the attribute is ``drop_reason``: ``reason`` is eviction's).
 WB_DROPPED: Final = {r: _layout.add("write_behind_dropped", drop_reason=r) for r in DROP_REASONS}
 DEFERRED: Final = {op: _layout.add("l2_deferred", operation=op) for op in DEFERRED_OPERATIONS}

@@ -4,7 +4,10 @@
 
 Writes are checked and encoded before anything is stored (the core raises on bad input),
 then land in L1 and go to L2 directly (write-through) or through the write-behind queue.
-Deletes and invalidations first flush writes still unsent, so none can resurrect a key.
+Deletes and invalidations cancel queued writes of their keys and flush the batch on its
+way, so none can resurrect a key. When Redis cannot answer (the breaker is open, or the
+round trip failed) they are kept in the core's ``DeferredStore`` and applied after recovery;
+``delete`` then answers whether L1 held the key.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from hiercache._sync.reading import SyncReadPath
-from hiercache.core import Row
+from hiercache.core import Row, Write
 from hiercache.errors import InvalidKeyError
+from hiercache.health import OUTAGE_ERRORS
 from hiercache.memory import EvictionReason
 from hiercache.redis_glob import compile_glob, escape_glob
 from hiercache.redis_tier import RedisCacheBackend
+from hiercache.resilience import LoadPolicy
 from hiercache.validation import check_key
 
 
@@ -27,16 +32,17 @@ class SyncWritePath(SyncReadPath):
         ``l1_ttl_seconds``). Raises ``SerializationError``, ``InvalidKeyError`` or
         ``InvalidTTLError`` on bad input, before anything is cached."""
         with self.core.observe("hiercache.set", key):
-            row, stored = self.core.encode(key, value, ttl_seconds)  # checks come first
+            write = self.core.encode(key, value, ttl_seconds)  # checks come first
             self._flight.supersede(key)  # a load of key under way must not overwrite this
-            self.core.store_l1(row, stored)
-            self._write_l2([row])
+            self.core.store_l1(write)
+            self._write_l2([write.row])
 
-    def _store(self, key: str, value: Any, ttl_seconds: float | None) -> None:
-        """``set`` for a load's own result (which supersedes nothing)."""
-        row, stored = self.core.encode(key, value, ttl_seconds)
-        self.core.store_l1(row, stored)
-        self._write_l2([row])
+    def _store(self, key: str, value: Any, ttl_seconds: float | None, policy: LoadPolicy) -> Write:
+        """``set`` for a load's own result (which supersedes nothing), by its policy."""
+        write = self.core.encode(key, value, ttl_seconds, policy)
+        self.core.store_l1(write)
+        self._write_l2([write.row])
+        return write
 
     def set_many(self, items: Mapping[str, Any], ttl_seconds: float | None = None) -> None:
         """Cache several values; all are validated and encoded before any is stored."""
@@ -46,28 +52,44 @@ class SyncWritePath(SyncReadPath):
         self._write_l2(rows)
 
     def _write_l2(self, rows: list[Row]) -> None:
-        l2 = self._live_l2()
-        if l2 is None:
-            return
         wb = self.write_behind
-        direct = rows if wb is None else [r for r in rows if not wb.submit_set(*r)]
-        if direct:
-            if wb is not None:  # queue full: older queued writes must land first
-                wb.flush()
-            l2.run(l2.op_set_many(direct))
+        if wb is not None:  # queued, never blocking; held while L2 is down
+            if not self._initialized:
+                self.initialize()
+            for row in rows:
+                wb.submit_set(*row)
+            return
+        l2 = self._live_l2()
+        if l2 is not None:
+            _, error = l2.attempt(l2.op_set_many(rows))
+            if error not in OUTAGE_ERRORS:
+                return
+        # Write-through that could not reach Redis: the older values there must not come
+        # back after recovery.
+        for key, _, _ in rows:
+            self._defer_delete(key)
+
+    def _defer_delete(self, key: str) -> None:
+        if self.core.deferred is not None:
+            self.core.deferred.delete(key)
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from both tiers; True if either held it."""
         with self.core.observe("hiercache.delete", key):
             self._flight.supersede(check_key(key))
+            self.core.shelf.discard(key)  # an explicit delete leaves nothing to serve stale
             in_l1 = self.l1.delete(key, EvictionReason.DELETED)
+            if self.write_behind is not None:
+                self.write_behind.cancel(key)
             l2 = self._live_l2()
-            if l2 is None:
-                return in_l1
-            self._flush_unsent()
-            removed = l2.run(l2.op_delete([key]))
-            self.core.removed_from_l2(removed, "deleted")
-            return in_l1 or removed > 0
+            if l2 is not None:
+                self._flush_unsent()
+                removed, error = l2.attempt(l2.op_delete([key]))
+                if error is None:
+                    self.core.removed_from_l2(removed, "deleted")
+                    return in_l1 or removed > 0
+            self._defer_delete(key)  # Redis could not answer: applied after recovery
+            return in_l1
 
     def _flush_unsent(self) -> None:
         # unsent, not depth: a batch taken off the queue may still be on its way
@@ -85,23 +107,35 @@ class SyncWritePath(SyncReadPath):
         L2 is walked with SCAN and cleared with UNLINK in batches (never KEYS)."""
         with self.core.observe("hiercache.invalidate"):
             removed = set(self.core.invalidate_l1(pattern))
-            self._flight.supersede_matching(compile_glob(pattern).match)
+            match = compile_glob(pattern).match
+            self._flight.supersede_matching(match)
+            if self.write_behind is not None:
+                self.write_behind.cancel_matching(match)
             l2 = self._live_l2()
             if l2 is not None:
                 self._flush_unsent()
                 l2_removed = self._unlink_matching(l2, pattern)
-                self.core.removed_from_l2(len(l2_removed), "invalidated")
-                removed.update(l2_removed)
+                if l2_removed is not None:
+                    self.core.removed_from_l2(len(l2_removed), "invalidated")
+                    return len(removed.union(l2_removed))
+            if self.core.deferred is not None:  # Redis could not answer: after recovery
+                self.core.deferred.invalidate(pattern)
             return len(removed)
 
-    def _unlink_matching(self, l2: RedisCacheBackend, pattern: str) -> list[str]:
-        """UNLINK every L2 key matching ``pattern`` (under the prefix); returns the keys."""
+    def _unlink_matching(self, l2: RedisCacheBackend, pattern: str) -> list[str] | None:
+        """UNLINK every L2 key matching ``pattern`` (under the prefix); returns the keys,
+        or None when a round trip failed."""
         cursor, removed = 0, list[str]()
         while True:
-            cursor, found = l2.run(l2.op_scan(cursor, pattern))
-            unlinked = l2.run(l2.op_unlink_raw(found)) if found else 0
-            if unlinked:
-                removed += l2.unprefixed(found)
+            (cursor, found), error = l2.attempt(l2.op_scan(cursor, pattern))
+            if error is not None:
+                return None
+            if found:
+                unlinked, error = l2.attempt(l2.op_unlink_raw(found))
+                if error is not None:
+                    return None
+                if unlinked:
+                    removed += l2.unprefixed(found)
             if cursor == 0:
                 return removed
 

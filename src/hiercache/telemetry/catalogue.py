@@ -54,6 +54,8 @@ ATTRIBUTES: Final = (
     "cache.drop.reason",
     "error.type",
     "cache.result",
+    "cache.stale.reason",
+    "cache.timeout",
 )
 
 #: Attribute keys of ``CacheStats`` slots (``hiercache.stats.SLOTS``) -> OpenTelemetry names.
@@ -64,6 +66,8 @@ STATS_ATTRIBUTES: Final = {
     "drop_reason": "cache.drop.reason",
     "error_type": "error.type",
     "result": "cache.result",
+    "stale_reason": "cache.stale.reason",
+    "timeout": "cache.timeout",
 }
 
 #: Unit suffixes the OpenTelemetry Prometheus exporter appends.
@@ -209,6 +213,46 @@ METRICS: Final[tuple[Metric, ...]] = (
         "Deletes and invalidations kept during an L2 outage, to apply after recovery",
         (_NAME, _OP),
         "l2_deferred",
+    ),
+    Metric(
+        "stale_served",
+        _C,
+        "{value}",
+        "Expired values served inside a stale window, by reason (error, timeout, revalidate)",
+        (_NAME, "cache.stale.reason"),
+        "stale_served",
+    ),
+    Metric(
+        "refreshes",
+        _C,
+        "{load}",
+        "Background refreshes of values served stale-while-revalidate, by result",
+        (_NAME, "cache.result"),
+        "refreshes",
+    ),
+    Metric(
+        "load_timeouts",
+        _C,
+        "{timeout}",
+        "Callers that stopped waiting for a load at its soft or hard timeout",
+        (_NAME, "cache.timeout"),
+        "load_timeouts",
+    ),
+    Metric(
+        "lock.waits",
+        _C,
+        "{wait}",
+        "Loads that waited for another process holding the stampede lock",
+        (_NAME,),
+        "lock_waits",
+    ),
+    Metric(
+        "lock.timeouts",
+        _C,
+        "{wait}",
+        "Lock waits that ran out (lock_timeout_seconds) and loaded anyway",
+        (_NAME,),
+        "lock_timeouts",
     ),
     Metric(
         "latency",

@@ -164,26 +164,41 @@ async def test_redis_stopped_mid_flight_never_raises(caplog: pytest.LogCaptureFi
     assert len(warnings_about_redis(caplog)) <= 2  # once per client, not once per call
 
 
-async def test_write_behind_during_an_outage_drops_writes_without_raising(
+async def test_write_behind_during_an_outage_holds_writes_without_raising(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Writes made while Redis is down are held (see test_write_behind for their delivery
+    after recovery); a shutdown before it comes back drops them, counted and logged once."""
     caplog.set_level(logging.WARNING, logger="hiercache")
     with run_redis() as server:
-        m = HierarchicalCacheManager(CacheConfig(redis_url=server.url, write_behind=True))
+        m = HierarchicalCacheManager(
+            CacheConfig(redis_url=server.url, write_behind=True, write_behind_drain_seconds=0.2)
+        )
         try:
             await m.set("up", 1)
             await m.flush()
             server.stop()
             await m.set_many({f"k:{i}": i for i in range(20)})
-            await m.flush()
+            await m.flush()  # returns once the breaker is open: held writes wait
             assert await m.get("k:3") == 3  # L1 has it
             s = await m.get_statistics()
-            assert s["write_behind"]["dropped"] == 20
-            assert s["write_behind"]["queue_depth"] == 0
+            assert s["write_behind"]["dropped"] == 0
+            assert m.write_behind is not None
+            assert m.write_behind.unsent == 20
             assert s["l2_redis"]["errors"]["connection"] >= 1
         finally:
             await m.close()  # flushing into a dead Redis does not raise either
-    assert any("dropped" in w for w in warnings_about_redis(caplog))
+        s = await m.get_statistics()
+        assert s["write_behind"]["dropped_by_reason"]["shutdown"] == 20
+    assert sum("not sent at shutdown" in w for w in warnings_about_l2(caplog)) == 1
+
+
+def warnings_about_l2(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "hiercache" and r.levelno == logging.WARNING and "L2" in r.getMessage()
+    ]
 
 
 # -- credentials ----------------------------------------------------------------------------

@@ -1,20 +1,31 @@
 """Write modes against a real redis-server: write-through is in Redis when ``set`` returns;
-write-behind loses nothing on ``close()`` and never lets a queued write land after a newer
-delete or a newer write of the same key."""
+write-behind loses nothing on ``close()``, never lets a queued write land after a newer
+delete or a newer write of the same key, never blocks ``set`` (a full queue drops its
+oldest write), and holds writes through an outage (a fault proxy in front of Redis) to send
+them after recovery with their original absolute expiry."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 
+from fakes import FakeClock
 from hiercache import MISS, CacheConfig, HierarchicalCacheManager
 from hiercache.codec import Codec
+from hiercache.health import L2Health, L2State
 from hiercache.write_behind import WriteBehindQueue
 from redis_tools import PREFIX
+
+if TYPE_CHECKING:  # imported at run time by pytest_plugins only, so pytest can rewrite it
+    from tcp_proxy import TcpProxy
+
+pytest_plugins = ["tcp_proxy"]
 
 
 def config(url: str, **overrides: Any) -> CacheConfig:
@@ -30,6 +41,58 @@ def count_keys(raw: redis.Redis, pattern: str = PREFIX + "*") -> int:
     return sum(1 for _ in raw.scan_iter(match=pattern, count=1000))
 
 
+class BreakerWatch:
+    """Records the breaker's state changes, so a test waits for one without sleeping.
+    Registered after the cache's own listeners, so they have run when it is told."""
+
+    def __init__(self, health: L2Health) -> None:
+        self.seen: list[L2State] = []
+        self._cond = threading.Condition()
+        health.add_listener(self._changed)
+
+    def _changed(self, state: L2State) -> None:
+        with self._cond:
+            self.seen.append(state)
+            self._cond.notify_all()
+
+    def wait(self, state: L2State, timeout: float = 10) -> bool:
+        """Block until ``state`` is reached (again: counts from the last ``wait``)."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: state in self.seen, timeout)
+            self.seen.clear()
+            return ok
+
+    async def await_state(self, state: L2State, timeout: float = 10) -> None:
+        assert await asyncio.to_thread(self.wait, state, timeout), f"breaker never {state}"
+
+
+def outage_config(url: str, **overrides: Any) -> CacheConfig:
+    """One failed round trip opens the breaker; a hung Redis costs 0.2 s per round trip."""
+    settings: dict[str, Any] = {
+        "l2_breaker_failures": 1,
+        "l2_operation_timeout_seconds": 0.2,
+        "l2_connect_timeout_seconds": 0.2,
+        "telemetry_enabled": False,
+        **overrides,
+    }
+    return CacheConfig(redis_url=url, **settings)
+
+
+async def open_breaker(m: HierarchicalCacheManager, proxy: TcpProxy, watch: BreakerWatch) -> None:
+    """Cut Redis off (every connection reset) and wait until the breaker has opened."""
+    proxy.reset()
+    await m.get("probe-the-outage", MISS)  # its round trip fails: the breaker opens
+    await watch.await_state(L2State.OPEN)
+
+
+def hiercache_warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "hiercache" and r.levelno == logging.WARNING and text in r.getMessage()
+    ]
+
+
 class Gate:
     """Holds the write-behind flusher inside its first send until released, and tells the
     test (on its loop) when anyone asks the queue to flush."""
@@ -41,10 +104,10 @@ class Gate:
         self.flush_requested = asyncio.Event()
         send, flush = queue._send, queue.flush
 
-        def gated_send(writes: list[tuple[Any, ...]]) -> None:
+        def gated_send(writes: list[tuple[Any, ...]]) -> str | None:
             self.sending.set()
             self.release.wait(timeout=30)
-            send(writes)
+            return send(writes)  # type: ignore[arg-type]
 
         def watched_flush() -> None:
             self.loop.call_soon_threadsafe(self.flush_requested.set)
@@ -176,11 +239,12 @@ async def test_invalidate_while_a_batch_is_being_sent_is_not_undone(
         await m.close()
 
 
-async def test_full_queue_never_lets_an_older_write_win(
+async def test_full_queue_drops_its_oldest_write_and_an_older_write_never_wins(
     redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the queue full a set goes straight to Redis; a queued older write of the same
-    key must not land after it."""
+    """Changed behaviour: a full queue no longer makes ``set`` write directly (which
+    blocked it for the whole outage); it drops the OLDEST queued write (reason queue_full).
+    A write of a key in flight still lands before the newer write of that key."""
     m = HierarchicalCacheManager(
         config(redis_url, write_behind=True, write_behind_queue_size=1, write_behind_batch_size=1)
     )
@@ -192,11 +256,15 @@ async def test_full_queue_never_lets_an_older_write_win(
         await gate.wait_sending()
         await m.set("filler", 0)  # fills the queue
         assert m.write_behind.depth == 1
-        newer = asyncio.create_task(m.set("k", "new"))  # no room: written directly
-        await gate.release_when_done_or_flushing(newer)
+        await m.set("k", "new")  # no room: the oldest queued write (filler) is dropped
+        assert m.write_behind.depth == 1
+        gate.release.set()
         await m.flush()
         assert stored(raw, "k") == "new"
-        assert stored(raw, "filler") == 0
+        assert stored(raw, "filler") is MISS
+        s = await m.get_statistics()
+        assert s["write_behind"]["dropped_by_reason"]["queue_full"] == 1
+        assert s["write_behind"]["dropped"] == m.write_behind.dropped == 1
         cold = HierarchicalCacheManager(config(redis_url))
         try:
             assert await cold.get("k") == "new"
@@ -206,16 +274,27 @@ async def test_full_queue_never_lets_an_older_write_win(
         await m.close()
 
 
-async def test_full_queue_falls_back_to_direct_writes(redis_url: str, raw: redis.Redis) -> None:
-    m = HierarchicalCacheManager(
-        config(redis_url, write_behind=True, write_behind_queue_size=2, write_behind_batch_size=2)
-    )
+async def test_a_newer_write_of_a_queued_key_replaces_it(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = HierarchicalCacheManager(config(redis_url, write_behind=True, write_behind_queue_size=2))
     try:
-        await m.set_many({f"k:{i}": i for i in range(500)})
-        await m.flush()
-        assert count_keys(raw) == 500
         assert m.write_behind is not None
-        assert m.write_behind.dropped == 0
+        gate = Gate(m.write_behind, monkeypatch)
+        await m.initialize()
+        await m.set("first", 0)
+        await gate.wait_sending()
+        for i in range(500):  # one key, 500 writes: coalesced, so nothing is dropped
+            await m.set("hot", i)
+        await m.set_many({f"k:{i}": i for i in range(500)})  # 499 of them do not fit
+        assert m.write_behind.depth == 2
+        gate.release.set()
+        await m.flush()
+        assert stored(raw, "first") == 0
+        assert stored(raw, "hot") is MISS  # dropped as the oldest of the queue
+        assert {stored(raw, "k:498"), stored(raw, "k:499")} == {498, 499}
+        assert count_keys(raw) == 3
+        assert m.write_behind.dropped == 499  # hot, and k:0 .. k:497
     finally:
         await m.close()
 
@@ -254,6 +333,8 @@ async def test_a_batch_that_blows_up_is_dropped_and_the_flusher_lives_on(
         assert stored(raw, "lost") is MISS
         assert stored(raw, "kept") == 2
         assert m.write_behind.dropped == 1
+        s = await m.get_statistics()
+        assert s["write_behind"]["dropped_by_reason"]["error"] == 1
     finally:
         await m.close()
 
@@ -285,5 +366,128 @@ async def test_queued_writes_go_out_in_pipelined_batches_of_batch_size(
         await m.flush()
         assert batches == [1, 100, 100, 50]  # one pipeline per batch, in order
         assert count_keys(raw) == 251
+    finally:
+        await m.close()
+
+
+async def test_writes_made_during_an_outage_arrive_after_recovery_with_their_original_expiry(
+    redis_proxy: TcpProxy, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hiercache")
+    clock = FakeClock()
+    m = HierarchicalCacheManager(outage_config(redis_proxy.url), clock=clock)
+    watch = BreakerWatch(m.core.health)
+    try:
+        assert m.write_behind is not None
+        await m.set("before", 0)
+        await m.set("doomed", 0)
+        assert await m.write_behind.aflush()
+        assert stored(raw, "before") == 0
+        await open_breaker(m, redis_proxy, watch)
+        assert await m.delete("doomed")  # in Redis before the outage: deleted after it
+        n = 5_000
+        started = time.perf_counter()
+        for i in range(n):
+            await m.set(f"held:{i}", i, ttl_seconds=100)
+        assert time.perf_counter() - started < 5  # no set waited for Redis (0.2 s each)
+        await m.set("short", 1, ttl_seconds=10)  # will expire while held
+        await m.set("dup", "old", ttl_seconds=100)
+        await m.set("dup", "new", ttl_seconds=100)  # newest wins
+        await m.set("gone", 1, ttl_seconds=100)
+        assert await m.delete("gone")  # after its write: the write must not land
+        assert m.write_behind.unsent == n + 2  # held: nothing was sent or dropped
+        assert not await m.write_behind.aflush()  # returns at once while L2 is down
+        clock.advance(40)  # the outage lasts 40 s
+        redis_proxy.pass_through()
+        await watch.await_state(L2State.CLOSED)
+        assert await m.write_behind.aflush()
+        assert m.core.deferred is not None
+        m.core.deferred.join(10)
+        assert count_keys(raw, PREFIX + "held:*") == n
+        assert stored(raw, f"held:{n - 1}") == n - 1
+        # The original absolute expiry: 100 s from the set, 40 s of which went by.
+        assert 59_000 <= raw.pttl(PREFIX + "held:0") <= 60_000
+        assert stored(raw, "short") is MISS
+        assert stored(raw, "dup") == "new"
+        assert stored(raw, "gone") is MISS
+        assert stored(raw, "doomed") is MISS
+        assert stored(raw, "before") == 0
+        s = await m.get_statistics()
+        assert s["write_behind"]["dropped_by_reason"]["expired"] == 1
+        assert s["write_behind"]["dropped"] == 1
+        assert s["deferred"]["delete"] == 2
+    finally:
+        await m.close()
+    # one line when writes start being held, one for the expired write: none per batch
+    assert len(hiercache_warnings(caplog, "holding write-behind")) == 1
+    assert hiercache_warnings(caplog, "hiercache: dropped") == [
+        "hiercache: dropped 1 write-behind writes (expired=1)"
+    ]
+
+
+async def test_drops_are_summarised_at_most_once_a_minute(
+    redis_proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    m = HierarchicalCacheManager(
+        outage_config(redis_proxy.url, write_behind_queue_size=10), clock=clock
+    )
+    watch = BreakerWatch(m.core.health)
+    try:
+        await m.initialize()
+        await open_breaker(m, redis_proxy, watch)
+        caplog.set_level(logging.WARNING, logger="hiercache")
+        for i in range(100):
+            await m.set(f"k{i}", i)
+        assert hiercache_warnings(caplog, "hiercache: dropped") == [
+            "hiercache: dropped 1 write-behind writes (queue_full=1)"
+        ]
+        clock.advance(59)
+        await m.set("more", 1)
+        assert len(hiercache_warnings(caplog, "hiercache: dropped")) == 1
+        clock.advance(1)
+        await m.set("again", 1)
+        assert hiercache_warnings(caplog, "hiercache: dropped")[1:] == [
+            "hiercache: dropped 91 write-behind writes (queue_full=91)"
+        ]
+        assert m.write_behind is not None
+        assert m.write_behind.dropped == 92
+    finally:
+        assert m.write_behind is not None
+        await m.write_behind.aclose(0)
+        await m.close()
+
+
+@pytest.mark.parametrize("api", ["async", "sync"])
+async def test_set_never_blocks_on_a_full_queue_with_redis_blackholed(
+    redis_proxy: TcpProxy, api: str
+) -> None:
+    """The old full-queue rule wrote directly and waited for Redis: 0.5 s per set here."""
+    m = HierarchicalCacheManager(
+        CacheConfig(
+            redis_url=redis_proxy.url,
+            write_behind_queue_size=100,
+            write_behind_batch_size=10,
+            l2_operation_timeout_seconds=0.5,
+            write_behind_drain_seconds=0,
+            telemetry_enabled=False,
+        )
+    )
+    try:
+        await m.initialize()
+        m.sync.initialize()
+        redis_proxy.blackhole()
+        slowest = 0.0
+        for i in range(1_000):
+            started = time.perf_counter()
+            if api == "async":
+                await m.set(f"k{i}", i)
+            else:
+                m.sync.set(f"k{i}", i)
+            slowest = max(slowest, time.perf_counter() - started)
+        assert slowest < 0.05, slowest  # an order of magnitude below one timeout
+        s = await m.get_statistics()
+        assert s["write_behind"]["dropped_by_reason"]["queue_full"] >= 1_000 - 100 - 10
+        assert s["write_behind"]["dropped"] == m.write_behind.dropped  # type: ignore[union-attr]
     finally:
         await m.close()

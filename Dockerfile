@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install ".[telemetry,embedded]"
+RUN pip install ".[telemetry,embedded,cli]"
 
 USER nobody
 EXPOSE 9464

@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.created
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The demo needs the library and its embedded L2 (fakeredis) only.
+# The demo needs the library, its embedded L2 (fakeredis) and the command line only.
 $(VENV)/.demo-installed: pyproject.toml $(VENV)/.created
-	$(PY) -m pip install --quiet -e '.[embedded]'
+	$(PY) -m pip install --quiet -e '.[embedded,cli]'
 	touch $@
 
 demo: $(VENV)/.demo-installed

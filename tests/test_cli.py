@@ -1,13 +1,16 @@
-"""``hiercache`` command line: help texts, usage errors, ``bundle --config``, and the bundle
-extra staying out of the runtime import."""
+"""``hiercache`` command line: help texts and defaults, one-line usage errors, --version,
+the cli extra missing, ``bundle --config``, and the bundle extra staying out of the runtime
+import. Each command's own behaviour is tested in tests/test_cli_*.py."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -15,11 +18,14 @@ import yaml
 
 from hiercache import bundle
 from hiercache.bundle import BundleConfig, BundleConfigError
-from hiercache.cli import build_parser, main
+from hiercache.cli import main
+from hiercache.cli.app import COMMANDS
 from prom import selectors
 
 
-def run(*args: str, pre: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, pre: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``hiercache ARGS`` in a subprocess; ``pre`` runs first (e.g. to block imports)."""
     script = f"{pre}\nimport sys\nfrom hiercache.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run(
@@ -28,44 +34,65 @@ def run(*args: str, pre: str = "") -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 
-def parsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    found = {"hiercache": parser}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            found.update(action.choices)
-    return found
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``hiercache ARGS`` in this process (help and usage errors: no I/O beyond the text)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-@pytest.mark.parametrize("name", ["hiercache", "demo", "bundle"])
-def test_help_has_no_rest_markup_and_every_option_shows_its_default(name: str) -> None:
-    parser = parsers()[name]
-    text = parser.format_help()
+def option_blocks(help_text: str) -> dict[str, str]:
+    """Each option of a Rich help screen and the text shown for it (over wrapped lines)."""
+    blocks: dict[str, str] = {}
+    current = None
+    for line in help_text.splitlines():
+        match = re.match(r"^│\s+(--[a-z0-9-]+)", line)
+        if match:
+            current = match.group(1)
+            blocks[current] = line
+        elif current is not None and line.startswith("│") and not re.match(r"^│\s+-", line):
+            blocks[current] += " " + line
+        else:
+            current = None
+    return blocks
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # Rich's width: one line per option and default
+
+
+@pytest.mark.usefixtures("wide")
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_option_has_help_and_shows_its_default(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text, _ = cli(capsys, *([command] if command else []), "--help")
+    assert code == 0
     assert "``" not in text
     assert ":class:" not in text
-    assert ":func:" not in text
-    formatter = parser._get_formatter()
-    for action in parser._actions:
-        if not action.option_strings or action.help == argparse.SUPPRESS:
+    blocks = option_blocks(text)
+    assert blocks, text
+    for option, shown in blocks.items():
+        if option == "--help":
             continue
-        if "--help" in action.option_strings:
-            continue
-        assert action.help, f"{name} {action.option_strings}: no help text"
-        shown = formatter._expand_help(action)
-        assert "default" in shown or action.required, (name, action.option_strings, shown)
-        if action.default not in (None, False) and "default: " not in (action.help or ""):
-            assert f"(default: {action.default})" in shown, shown
+        described = re.sub(r"<[^>]+>|\[[^\]]*\]|│|--[a-z0-9-]+|-[a-z]\b", "", shown).strip()
+        assert len(described) > 10, (command, option, shown)  # a real help text
+        assert "[default: " in shown or "[required]" in shown, (command, option, shown)
 
 
-def test_help_subprocess_renders_plainly() -> None:
-    for args in ([], ["demo"], ["bundle"]):
-        done = run(*args, "--help")
-        assert done.returncode == 0, done.stderr
-        assert "``" not in done.stdout
-    assert "(default: 2000)" in run("demo", "--help").stdout
+def test_demo_help_shows_the_request_default() -> None:
+    assert "[default: 2000]" in run("demo", "--help").stdout
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"hiercache {version('hiercache')}"
 
 
 @pytest.mark.parametrize("prefix", ["lukhas-cache", "1abc", 'x"} or vector(1)'])
@@ -74,18 +101,64 @@ def test_a_bad_prefix_is_a_one_line_usage_error(prefix: str, tmp_path: Path) -> 
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.splitlines()
-    assert line.startswith("hiercache bundle: error: argument --prefix: invalid metric prefix")
+    assert line.startswith("hiercache bundle: error: Invalid value for '--prefix': invalid metric")
     assert repr(prefix) in line
+    assert line.endswith("(see hiercache bundle --help)")
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "No such command 'nope'"),
+        (["demo", "--requests", "0"], "'--requests': Input should be greater than or equal to 1"),
+        (["demo", "--requests", "many"], "'--requests': Input should be a valid integer"),
+        (["stats", "localhost:9464"], "URL 'localhost:9464': give http(s)://"),
+        (["stats"], "Missing argument 'url'"),
+        (["get"], "Missing argument 'key'"),
+        (["demo", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, *args)
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"hiercache {args[0] if args[0] != 'nope' else ''}".strip())
+    assert message in line, line
+
+
 def test_missing_command_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main([])
-    assert info.value.code == 2
+    assert main([]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert "demo" in line
+    assert line.startswith("hiercache: error: missing command: one of demo")
     assert "bundle" in line
+
+
+BLOCK_CLI = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("typer", "rich"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+@pytest.mark.parametrize("args", [[], ["demo"], ["--help"]])
+def test_without_the_cli_extra_one_line_names_it(args: list[str]) -> None:
+    done = run(*args, pre=BLOCK_CLI)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "the command line needs the 'cli' extra: pip install -e '.[cli]'" in line
 
 
 def test_bundle_config_file_overrides_thresholds_and_prefix(
@@ -160,6 +233,7 @@ def test_bad_config_files_are_one_line_usage_errors(
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.splitlines()
+    assert line.startswith("hiercache bundle: error: Invalid value for '--config': ")
     assert message in line
     assert not (tmp_path / "out").exists()
 
@@ -216,7 +290,7 @@ def test_runtime_import_does_not_need_the_bundle_extra() -> None:
         import hiercache
         import hiercache.telemetry
         from hiercache import CacheConfig, HierarchicalCacheManager
-        from hiercache.cli import build_parser
+        from hiercache.cli import main
 
         async def use():
             async with HierarchicalCacheManager(CacheConfig(name="x", l2_backend="none")) as m:
@@ -224,7 +298,9 @@ def test_runtime_import_does_not_need_the_bundle_extra() -> None:
                 assert await m.get("a") == 1
 
         asyncio.run(use())
-        build_parser().format_help()
+        import contextlib, io
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["bundle", "--help"]) == 0
         loaded = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED)
         print("loaded", loaded)
         """

@@ -8,7 +8,6 @@ speedup. Without ``CACHE_REDIS_URL`` it runs on an embedded Redis-compatible L2.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import os
@@ -16,7 +15,7 @@ import random
 import signal
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +77,7 @@ async def run_workload(
     backend_ms: float,
     concurrency: int,
     rng: random.Random,
+    on_request: Callable[[], None] | None = None,
 ) -> Tally:
     tally = Tally()
 
@@ -110,6 +110,8 @@ async def run_workload(
             else:
                 tier = "l2_redis"
             tally.add(tier, elapsed)
+            if on_request is not None:
+                on_request()
 
     await asyncio.gather(*(one(f"prompt #{dist.draw()}") for _ in range(requests)))
     return tally
@@ -124,24 +126,28 @@ def _ms(values: Sequence[float], q: float | None = None) -> str:
     return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000:.3f}"
 
 
-def render(tally: Tally, stats: dict[str, Any], backend_ms: float) -> str:
-    lines = [
-        f"{'tier':<12}{'requests':>10}{'share':>9}{'mean ms':>11}{'p50 ms':>10}{'p95 ms':>10}",
-    ]
+ROW_HEADER = ("tier", "requests", "share", "mean ms", "p50 ms", "p95 ms")
+
+
+def rows(tally: Tally) -> list[tuple[str, ...]]:
+    """One row per tier: requests, share, mean, p50 and p95 latency (ms), as text."""
     total = tally.total or 1
+    out: list[tuple[str, ...]] = []
     for tier in TIERS:
         vals = tally.latencies[tier]
-        lines.append(
-            f"{tier:<12}{len(vals):>10}{len(vals) / total:>9.1%}"
-            f"{_ms(vals):>11}{_ms(vals, 0.5):>10}{_ms(vals, 0.95):>10}"
-        )
+        share = f"{len(vals) / total:.1%}"
+        out.append((tier, str(len(vals)), share, _ms(vals), _ms(vals, 0.5), _ms(vals, 0.95)))
+    return out
+
+
+def summary(tally: Tally, stats: dict[str, Any], backend_ms: float) -> list[str]:
+    """The lines under the table: hit ratios, backend calls, speedup."""
     every = [v for vals in tally.latencies.values() for v in vals]
     backend = tally.backend_calls
     no_cache = statistics.fmean(backend) if backend else backend_ms / 1000
     with_cache = statistics.fmean(every) if every else 0.0
     speedup = no_cache / with_cache if with_cache else float("inf")
-    lines += [
-        "",
+    return [
         f"hit ratio: overall {stats['overall_hit_ratio']:.1%}, "
         f"L1 {stats['l1_memory']['hit_ratio']:.1%}, L2 {stats['l2_redis']['hit_ratio']:.1%} "
         f"(L2: {stats['l2_redis']['backend']})",
@@ -151,70 +157,92 @@ def render(tally: Tally, stats: dict[str, Any], backend_ms: float) -> str:
         f"mean latency: {with_cache * 1000:.3f} ms with hiercache vs "
         f"{no_cache * 1000:.3f} ms calling the backend every time: {speedup:.1f}x speedup",
     ]
-    return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    if args.metrics_port is not None:
+def render(tally: Tally, stats: dict[str, Any], backend_ms: float) -> str:
+    """The table and summary as plain text."""
+    widths = (12, 10, 9, 11, 10, 10)
+    lines = [
+        "".join(
+            f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}"
+            for i, (cell, w) in enumerate(zip(row, widths))
+        )
+        for row in [ROW_HEADER, *rows(tally)]
+    ]
+    return "\n".join([*lines, "", *summary(tally, stats, backend_ms)])
+
+
+@dataclass
+class DemoOptions:
+    """What ``hiercache demo`` runs; the defaults are the command's."""
+
+    requests: int = 2000
+    prompts: int = 200
+    zipf: float = 1.1
+    backend_ms: float = 100.0
+    concurrency: int = 10
+    l1_size: int = 50
+    seed: int = 7
+    forever: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+
+@dataclass
+class Hooks:
+    """Callbacks of a demo run: each request, each finished round, the final report."""
+
+    on_request: Callable[[], None] | None = None
+    on_round: Callable[[int, dict[str, Any]], None] = lambda n, stats: print(
+        f"round {n}: overall hit ratio {stats['overall_hit_ratio']:.1%}, "
+        f"backend calls {stats['loads']['success']}",
+        flush=True,
+    )
+    on_report: Callable[[Tally, dict[str, Any]], None] | None = None
+
+
+async def main_async(options: DemoOptions, hooks: Hooks | None = None) -> int:
+    hooks = hooks or Hooks()
+    if options.metrics_port is not None:
         from hiercache.telemetry import setup
 
         handle = setup(
             service_name=os.environ.get("OTEL_SERVICE_NAME", "hiercache-demo"),
-            prometheus_host=args.metrics_host,
-            prometheus_port=args.metrics_port,
+            prometheus_host=options.metrics_host,
+            prometheus_port=options.metrics_port,
         )
         if handle.metrics_address is not None:
             host, port = handle.metrics_address
             print(f"serving metrics on http://{host}:{port}/metrics", flush=True)
-    rng = random.Random(args.seed)
+    rng = random.Random(options.seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # `docker stop` / Ctrl-C: finish the round
         loop.add_signal_handler(sig, stop.set)
-    async with HierarchicalCacheManager(demo_config(args.l1_size)) as cache:
+    async with HierarchicalCacheManager(demo_config(options.l1_size)) as cache:
         rounds = 0
         while not stop.is_set():
             tally = await run_workload(
                 cache,
-                requests=args.requests,
-                prompts=args.prompts,
-                zipf=args.zipf,
-                backend_ms=args.backend_ms,
-                concurrency=args.concurrency,
+                requests=options.requests,
+                prompts=options.prompts,
+                zipf=options.zipf,
+                backend_ms=options.backend_ms,
+                concurrency=options.concurrency,
                 rng=rng,
+                on_request=None if options.forever else hooks.on_request,
             )
             rounds += 1
             stats = await cache.get_statistics()
-            if not args.forever:
-                print(render(tally, stats, args.backend_ms))
+            if not options.forever:
+                if hooks.on_report is not None:
+                    hooks.on_report(tally, stats)
+                else:
+                    print(render(tally, stats, options.backend_ms))
                 return 0
-            print(
-                f"round {rounds}: overall hit ratio {stats['overall_hit_ratio']:.1%}, "
-                f"backend calls {stats['loads']['success']}",
-                flush=True,
-            )
+            hooks.on_round(rounds, stats)
     return 0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
-    parser.add_argument("--prompts", type=int, default=200, help="distinct prompts")
-    parser.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent (0: uniform)")
-    parser.add_argument(
-        "--backend-ms", type=float, default=100.0, help="backend latency in milliseconds"
-    )
-    parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
-    parser.add_argument("--l1-size", type=int, default=50, help="L1 entries (small: L2 matters)")
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the workload")
-    parser.add_argument("--forever", action="store_true", help="repeat rounds until killed")
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="serve /metrics on this port (default: none, no endpoint)",
-    )
-    parser.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics listens on")
-
-
-def main(args: argparse.Namespace) -> int:
-    return asyncio.run(main_async(args))
+def main(options: DemoOptions, hooks: Hooks | None = None) -> int:
+    return asyncio.run(main_async(options, hooks))

@@ -191,18 +191,43 @@ class Cluster:
         )
         return done.stdout
 
-    def roles(self) -> dict[str, str]:
-        """address -> "master" or "slave", as a live node's CLUSTER NODES reports it."""
-        live = next(n for n in self.nodes if n.running)
-        out = self.run_cli("-p", str(live.port), "cluster", "nodes")
+    def roles(self, seen_by: Node | None = None) -> dict[str, str]:
+        """address -> "master" or "slave", as ``seen_by`` (or any live node) reports it."""
         roles = {}
-        for row in out.splitlines():
-            cols = row.split()
+        for cols in self._nodes_table(seen_by):
             flags = cols[2].split(",")
             if "fail" in flags or "fail?" in flags:
                 continue
             roles[cols[1].split("@")[0]] = "master" if "master" in flags else "slave"
         return roles
+
+    def _nodes_table(self, seen_by: Node | None = None) -> list[list[str]]:
+        node = seen_by or next(n for n in self.nodes if n.running)
+        out = self.run_cli("-p", str(node.port), "cluster", "nodes")
+        return [row.split() for row in out.splitlines()]
+
+    def replica_of(self, primary: Node) -> Node:
+        """The replica that follows ``primary``."""
+        rows = self._nodes_table()
+        primary_id = next(r[0] for r in rows if r[1].split("@")[0] == primary.address)
+        return next(self.by_address(r[1].split("@")[0]) for r in rows if r[3] == primary_id)
+
+    def slots_of(self, primary: Node) -> set[int]:
+        """The hash slots ``primary`` serves."""
+        row = next(r for r in self._nodes_table() if r[1].split("@")[0] == primary.address)
+        slots: set[int] = set()
+        for part in row[8:]:
+            start, _, end = part.partition("-")
+            slots.update(range(int(start), int(end or start) + 1))
+        return slots
+
+    def rejoin(self, node: Node) -> None:
+        """Restart a killed node: it rejoins (as a replica) and syncs its primary's data."""
+        if node.running:
+            return
+        node.start()
+        assert node.log is not None
+        node.log.wait("MASTER <-> REPLICA sync: Finished with success")
 
     def primaries(self) -> list[Node]:
         return [self.by_address(a) for a, r in sorted(self.roles().items()) if r == "master"]
@@ -217,11 +242,19 @@ def run_cluster() -> Iterator[Cluster]:
         root = Path(tmp)
         nodes = [
             _node(
-                binary, root, f"node{i}",
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
+                binary,
+                root,
+                f"node{i}",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-replica-validity-factor",
+                "0",
                 port=cluster_port(),
-            )  # fmt: skip
+            )
             for i in range(6)
         ]
         for node in nodes:
@@ -276,7 +309,9 @@ def run_sentinel(password: str = "data-secret") -> Iterator[SentinelSetup]:
         primary = _node(binary, root, "primary", *auth)
         stack.callback(primary.stop)
         primary.start()
-        replica = _node(binary, root, "replica", *auth, "--replicaof", "127.0.0.1", str(primary.port))
+        replica = _node(
+            binary, root, "replica", *auth, "--replicaof", "127.0.0.1", str(primary.port)
+        )
         stack.callback(replica.stop)
         replica.start()
         assert replica.log is not None
@@ -295,9 +330,7 @@ def run_sentinel(password: str = "data-secret") -> Iterator[SentinelSetup]:
                 f"sentinel failover-timeout {SERVICE} 3000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
-            node = Node(
-                port, workdir, [binary, str(conf), "--sentinel"], f"sentinel{i}:{port}"
-            )
+            node = Node(port, workdir, [binary, str(conf), "--sentinel"], f"sentinel{i}:{port}")
             stack.callback(node.stop)
             node.start(ready=f"+monitor master {SERVICE}")
             sentinels.append(node)

@@ -34,8 +34,8 @@ from hiercache.telemetry import CacheTelemetry
 from hiercache.topology import (
     CLIENT_QUIRKS,
     Topology,
-    as_cluster_error,
     aping,
+    as_cluster_error,
     ascan_primaries,
     make_client,
     no_pipeline,

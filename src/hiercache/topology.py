@@ -19,12 +19,14 @@ so the URL is parsed here; errors name ``redis_url`` and never echo the password
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}
 SENTINEL_SCHEMES: Final = {"redis+sentinel": False, "rediss+sentinel": True}
@@ -223,6 +225,15 @@ def next_cursor(index: int, node_cursor: int, primaries: int) -> int:
     return (index + 1) << NODE_CURSOR_BITS if index + 1 < primaries else 0
 
 
+def no_pipeline(pipe: Any) -> None:
+    """The build of a recipe that runs a direct call instead of a pipeline."""
+
+
+async def aping(client: Any) -> list[Any]:
+    """PING every primary of an asyncio ``RedisCluster`` (as a one-reply list)."""
+    return [await client.ping()]
+
+
 def _after(index: int, primaries: list[Any], reply: Any) -> tuple[int, list[bytes]]:
     node_cursors, found = reply  # ({node name: cursor}, keys)
     after = next(iter(node_cursors.values())) if isinstance(node_cursors, dict) else node_cursors
@@ -257,6 +268,24 @@ async def ascan_primaries(
     args = ("SCAN", node_cursor, "MATCH", match, "COUNT", count)
     reply = await client.execute_command(*args, target_nodes=primaries[index])
     return [_after(index, primaries, reply)]
+
+
+#: What redis-py's cluster client itself may raise while the topology changes under it
+#: (e.g. AttributeError when its default node has just been removed, redis-py 8.1).
+CLIENT_QUIRKS: Final = (AttributeError, KeyError, IndexError)
+
+
+def as_cluster_error(exc: BaseException) -> BaseException:
+    """``exc`` as a cluster error if redis-py's cluster client raised one of its quirks
+    (typed ``topology``); a quirk raised outside redis-py is a bug and is raised again."""
+    if not isinstance(exc, CLIENT_QUIRKS):
+        return exc
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or f"{os.sep}redis{os.sep}" not in tb.tb_frame.f_code.co_filename:
+        raise exc
+    return RedisClusterException(f"cluster client failed mid-change: {type(exc).__name__}")
 
 
 def make_cluster_client(spec: MultiHostUrl, aio: bool, common: dict[str, Any]) -> Any:
@@ -316,15 +345,19 @@ def _data_kwargs(spec: MultiHostUrl, common: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "CLIENT_QUIRKS",
     "MultiHostUrl",
     "RedisUrlError",
     "Topology",
+    "aping",
+    "as_cluster_error",
     "ascan_primaries",
     "check_redis_url",
     "make_client",
     "make_cluster_client",
     "make_sentinel_client",
     "next_cursor",
+    "no_pipeline",
     "parse_multi_host",
     "scan_primaries",
     "server_address",

@@ -1,0 +1,402 @@
+"""A Django cache backend: ``hiercache.contrib.django.HiercacheCache``.
+
+.. code-block:: python
+
+    CACHES = {
+        "default": {
+            "BACKEND": "hiercache.contrib.django.HiercacheCache",
+            "LOCATION": "redis://localhost:6379/0",
+            "OPTIONS": {"name": "web", "l1_max_size": 10_000},  # any CacheConfig field
+        }
+    }
+
+- **One manager per process and configuration.** Django builds a backend object per thread
+  (and per alias); they all share one ``HierarchicalCacheManager`` (one L1, one set of
+  counters, one single-flight), keyed by the resolved settings, so aliases that differ only
+  in ``KEY_PREFIX``/``VERSION``/``KEY_FUNCTION`` see one L1. ``close()``, which Django calls
+  at the end of every request, does nothing: the shared manager lives as long as the
+  process (``shutdown_managers()`` flushes and closes them all, e.g. in a worker-exit hook).
+- **Defaults that differ from the core's** (each overridable in ``OPTIONS``, or by its
+  ``CACHE_*`` environment variable): ``write_through=True`` (a session written by one
+  worker is in Redis before the response leaves); ``serialization_format="pickle"`` (what
+  ``cache_page``, sessions and ``BaseCacheTests`` store: responses, model instances,
+  tuples), signed with ``signing_key``, else ``CACHE_SIGNING_KEY``, else a key derived from
+  ``settings.SECRET_KEY`` (so every process of one site shares it).
+- **Timeouts.** ``TIMEOUT``/``timeout`` follow Django: ``None`` caches "forever", which is
+  ``validation.MAX_TTL_SECONDS`` (about 146 million years) in Redis (L1 still keeps its
+  copy at most ``l1_ttl_seconds``); ``0`` or less does not cache (and removes the key).
+- **Atomic operations in Redis.** ``add`` is ``SET NX PX``; ``touch`` is ``PEXPIRE``;
+  ``incr``/``decr`` decode the stored frame, add, and write it back with ``SET KEEPTTL``
+  under ``WATCH`` (optimistic: a concurrent writer makes it retry). A frame is signed and
+  possibly compressed, so a Lua ``INCRBY`` cannot do it. This process's L1 copy is
+  dropped after each of them; other processes' L1 copies may lag up to
+  ``l1_ttl_seconds`` (as for every hiercache write). While L2 is unreachable they act on
+  L1 only (atomic within the process).
+- ``get_or_set`` goes through the cache's single-flight (``manager.sync.get_or_load``):
+  concurrent callers of one key run ``default()`` once, counted as a load.
+- Async methods (``aget``, ``aset``, ...) are Django's: the sync methods in a thread
+  (``sync_to_async``), so no Redis connection is tied to a short-lived event loop.
+  ``aget_or_set`` runs ``get_or_set`` (single-flight) in a worker thread.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import redis
+from asgiref.sync import sync_to_async
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.crypto import salted_hmac
+from pydantic import ValidationError
+
+from hiercache.codec import Frame
+from hiercache.core import MISS
+from hiercache.errors import CorruptValueError, IncompatibleValueError, SerializationError
+from hiercache.manager import HierarchicalCacheManager
+from hiercache.memory import EvictionReason
+from hiercache.settings import CacheConfig, L2Backend, SerializationFormat
+from hiercache.validation import MAX_TTL_SECONDS
+
+__all__ = ["HiercacheCache", "UnpicklableValueError", "shutdown_managers"]
+
+#: OPTIONS that ``BaseCache`` reads itself (culling of the database and file caches); Redis
+#: and L1 bound themselves (``maxmemory``, ``l1_max_size``), so they are accepted and unused.
+_DJANGO_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+_DEFAULTS: Mapping[str, Any] = {
+    "write_through": True,
+    "serialization_format": SerializationFormat.PICKLE,
+}
+_SALT = "hiercache.contrib.django.signing_key"
+_WATCH_RETRIES = 100
+T = TypeVar("T")
+
+
+class UnpicklableValueError(SerializationError, pickle.PickleError):
+    """A value cannot be pickled: a ``SerializationError`` that is also the
+    ``pickle.PickleError`` Django's cache API promises; nothing was cached."""
+
+
+_managers: dict[str, HierarchicalCacheManager] = {}
+_managers_lock = threading.Lock()
+#: While L2 is unreachable, add and incr are atomic within the process under this lock.
+_l1_only_lock = threading.Lock()
+
+
+def _manager_for(config: CacheConfig) -> HierarchicalCacheManager:
+    """The process's manager for ``config``; the first caller makes it."""
+    fingerprint = repr(
+        sorted(
+            (name, v.get_secret_value() if hasattr(v, "get_secret_value") else v)
+            for name, v in config
+        )
+    )
+    with _managers_lock:
+        manager = _managers.get(fingerprint)
+        if manager is None:
+            manager = _managers[fingerprint] = HierarchicalCacheManager(config)
+        return manager
+
+
+def shutdown_managers() -> None:
+    """Flush and close every manager this module made (at process exit; the next use of a
+    backend makes a new one)."""
+    with _managers_lock:
+        managers = list(_managers.values())
+        _managers.clear()
+    for manager in managers:
+        manager.sync.close()
+
+
+def build_config(location: str | list[str] | None, options: Mapping[str, Any]) -> CacheConfig:
+    """The ``CacheConfig`` of one ``CACHES`` entry; ``ImproperlyConfigured`` naming the
+    setting at fault."""
+    unknown = sorted(set(options) - set(CacheConfig.model_fields) - _DJANGO_OPTIONS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"unknown hiercache setting(s) in CACHES OPTIONS: {', '.join(unknown)} "
+            "(use CacheConfig field names, e.g. l1_max_size, key_prefix, signing_key)"
+        )
+    kwargs = {k: v for k, v in options.items() if k not in _DJANGO_OPTIONS}
+    if isinstance(location, (list, tuple)):
+        if len(location) > 1:
+            raise ImproperlyConfigured(
+                "hiercache takes one Redis URL in LOCATION, not a list of servers"
+            )
+        location = location[0] if location else None
+    if location:
+        kwargs.setdefault("redis_url", location)
+    try:
+        config = CacheConfig(**kwargs)
+        defaults = {k: v for k, v in _DEFAULTS.items() if k not in config.model_fields_set}
+        if "write_behind" in config.model_fields_set:  # an explicit write mode wins
+            defaults.pop("write_through", None)
+        pickled = defaults.get("serialization_format", config.serialization_format)
+        if pickled is SerializationFormat.PICKLE and config.signing_key is None:
+            secret = salted_hmac(_SALT, "signing-key", algorithm="sha256").hexdigest()
+            defaults["signing_key"] = secret
+        if defaults:
+            config = CacheConfig(**kwargs, **defaults)
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"invalid hiercache setting in CACHES OPTIONS: {exc}") from exc
+    if config.l2_backend is L2Backend.NONE:
+        raise ImproperlyConfigured(
+            "HiercacheCache needs an L2 (l2_backend 'redis' or 'embedded'): its add, incr and "
+            "touch are atomic in Redis; for a per-process cache use LocMemCache"
+        )
+    return config
+
+
+class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
+    """Django's cache API over a shared hiercache manager (see the module docstring)."""
+
+    def __init__(self, server: str | list[str] | None, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.config = build_config(server, params.get("OPTIONS") or {})
+        self.manager = _manager_for(self.config)
+        self.cache = self.manager.sync
+
+    def __repr__(self) -> str:
+        return f"HiercacheCache({self.config.redis_target!r}, name={self.config.name!r})"
+
+    # -- helpers ---------------------------------------------------------------------
+    def _key(self, key: Any, version: int | None) -> str:
+        made: str = self.make_and_validate_key(key, version=version)
+        return made
+
+    def _ttl(self, timeout: Any) -> float | None:
+        """Seconds to keep a value; None for "do not cache" (Django's timeout <= 0)."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return MAX_TTL_SECONDS
+        if timeout <= 0:
+            return None
+        return min(float(timeout), MAX_TTL_SECONDS)
+
+    def _pickle_errors(self, write: Callable[[], Any]) -> Any:
+        try:
+            return write()
+        except SerializationError as exc:
+            if self.config.serialization_format is SerializationFormat.PICKLE and isinstance(
+                exc.__cause__, Exception
+            ):
+                cause = exc.__cause__
+                raise UnpicklableValueError(exc.key, f"{type(cause).__name__}: {cause}") from exc
+            raise
+
+    def _redis(self) -> redis.Redis | None:
+        """The sync Redis client, while L2 is live (its breaker closed); else None."""
+        l2 = self.manager.l2
+        if l2 is None or not l2.health.live:
+            return None
+        return l2.sync_client()
+
+    def _settle_writes(self) -> None:
+        """Writes still queued by write-behind must land before an atomic operation."""
+        if self.manager.write_behind is not None:
+            self.cache.flush()
+
+    def _forget_l1(self, key: str) -> None:
+        self.manager.l1.delete(key, EvictionReason.DELETED)
+
+    # -- reads -----------------------------------------------------------------------
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        value = self.cache.get(self._key(key, version), MISS)
+        return default if value is MISS else value
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        made = {self._key(key, version): key for key in keys}
+        found = self.cache.get_many(list(made))
+        return {made[k]: v for k, v in found.items()}
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self.cache.exists(self._key(key, version))
+
+    # -- writes ----------------------------------------------------------------------
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        made, ttl = self._key(key, version), self._ttl(timeout)
+        if ttl is None:
+            self._pickle_errors(lambda: self.manager.codec.encode(made, value))
+            self.cache.delete(made)
+        else:
+            self._pickle_errors(lambda: self.cache.set(made, value, ttl))
+
+    def set_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        made = {self._key(key, version): value for key, value in data.items()}
+        ttl = self._ttl(timeout)
+        if ttl is None:
+            for k in made:
+                self.cache.delete(k)
+        elif made:
+            self._pickle_errors(lambda: self.cache.set_many(made, ttl))
+        return []
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self.cache.delete(self._key(key, version))
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        for made in [self._key(key, version) for key in keys]:
+            self.cache.delete(made)
+
+    def clear(self) -> None:
+        """Remove every key of this cache's ``key_prefix`` (all Django versions and key
+        prefixes that share it), in both tiers."""
+        self.cache.clear()
+
+    def close(self, **kwargs: Any) -> None:
+        """Called by Django after every request: the shared manager stays open."""
+
+    # -- single-flight ----------------------------------------------------------------
+    def get_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        made, ttl = self._key(key, version), self._ttl(timeout)
+
+        def load() -> Any:
+            return default() if callable(default) else default
+
+        if ttl is None:  # not cached: the value, as Django's backends answer
+            value = self.cache.get(made, MISS)
+            return load() if value is MISS else value
+        return self._pickle_errors(lambda: self.cache.get_or_load(made, load, ttl))
+
+    async def aget_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        return await sync_to_async(self.get_or_set, thread_sensitive=False)(
+            key, default, timeout, version
+        )
+
+    # -- atomic in Redis -------------------------------------------------------------
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` is absent (``SET NX``); True if it was stored."""
+        made, ttl = self._key(key, version), self._ttl(timeout)
+        write = self._pickle_errors(lambda: self.manager.core.encode(made, value, ttl))
+        if ttl is None:
+            return not self.cache.exists(made)
+        self._settle_writes()
+        client = self._redis()
+        if client is None:  # L2 down: atomic within this process only
+            with _l1_only_lock:
+                if self.cache.exists(made):
+                    return False
+                self.cache.set(made, value, ttl)
+                return True
+        px = max(1, int(write.row[2] * 1000))
+        if not client.set(self._redis_key(made), write.payload, px=px, nx=True):
+            return False
+        self.manager.core.flight.supersede(made)
+        self.manager.core.store_l1(write)
+        return True
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        """Give ``key`` a new timeout; False if it is not cached. The frame carries its
+        expiry, so it is rewritten (``WATCH``, ``SET PX``), not just ``PEXPIRE``d."""
+        made, ttl = self._key(key, version), self._ttl(timeout)
+        if ttl is None:
+            return self.cache.delete(made)
+        self._settle_writes()
+        client = self._redis()
+        if client is None:
+            value = self.cache.get(made, MISS)
+            if value is MISS:
+                return False
+            self.cache.set(made, value, ttl)
+            return True
+
+        pipe_key = self._redis_key(made)
+
+        def step(pipe: Any, frame: Frame | None) -> bool:
+            if frame is None:
+                return False
+            write = self.manager.core.encode(made, frame.value, ttl)
+            pipe.multi()
+            pipe.set(pipe_key, write.payload, px=max(1, int(write.row[2] * 1000)))
+            pipe.execute()
+            return True
+
+        return self._atomically(client, made, step)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Add ``delta`` to a cached number, atomically in Redis (``WATCH``, ``SET KEEPTTL``).
+
+        ``ValueError`` if ``key`` is not cached, ``TypeError`` if its value is not a number.
+        """
+        made = self._key(key, version)
+        self._settle_writes()
+        client = self._redis()
+        if client is None:
+            with _l1_only_lock:
+                return self._add_in_l1(made, key, delta)
+
+        pipe_key = self._redis_key(made)
+
+        def step(pipe: Any, frame: Frame | None) -> Any:
+            if frame is None:
+                raise ValueError(f"Key '{key}' not found")
+            new = _plus(made, frame.value, delta)
+            payload = self.manager.codec.encode_value(made, new, frame.meta).payload
+            pipe.multi()
+            pipe.set(pipe_key, payload, keepttl=True)
+            pipe.execute()
+            return new
+
+        return self._atomically(client, made, step)
+
+    def _atomically(
+        self, client: redis.Redis, made: str, step: Callable[[Any, Frame | None], T]
+    ) -> T:
+        """Run ``step(pipeline, frame)`` on the stored frame of ``made`` under ``WATCH``,
+        again if another writer changed it meanwhile. This process's L1 copy is dropped."""
+        rk = self._redis_key(made)
+        with client.pipeline(transaction=True) as pipe:
+            for _ in range(_WATCH_RETRIES):
+                try:
+                    pipe.watch(rk)  # type: ignore[no-untyped-call]
+                    raw: bytes | None = pipe.get(rk)  # type: ignore[assignment]
+                    return step(pipe, self._frame(raw))
+                except redis.WatchError:
+                    continue
+                finally:
+                    self._forget_l1(made)
+        raise RuntimeError(f"cache key {made!r}: {_WATCH_RETRIES} conflicting writers in a row")
+
+    def _redis_key(self, made: str) -> str:
+        l2 = self.manager.l2
+        assert l2 is not None
+        return l2.k(made)
+
+    def _frame(self, raw: bytes | None) -> Frame | None:
+        if raw is None:
+            return None
+        try:
+            return self.manager.codec.decode_frame(raw)
+        except (CorruptValueError, IncompatibleValueError):
+            return None  # unreadable here: as good as absent
+
+    def _add_in_l1(self, made: str, key: Any, delta: int) -> Any:
+        value = self.cache.get(made, MISS)
+        if value is MISS:
+            raise ValueError(f"Key '{key}' not found")
+        new = _plus(made, value, delta)
+        self.cache.set(made, new)
+        return new
+
+
+def _plus(made: str, value: Any, delta: int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"cannot incr/decr cache key {made!r}: its value is a {type(value).__name__}, "
+            "not a number"
+        )
+    return value + delta

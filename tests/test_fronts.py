@@ -22,6 +22,7 @@ import redis
 from fakes import ObservedFlight
 from hiercache import (
     MISS,
+    NO_EXPIRY,
     HierarchicalCacheManager,
     InvalidKeyError,
     InvalidTTLError,
@@ -351,3 +352,27 @@ def test_a_nested_key_prefix_is_warned_about(
     ]
     for m in (outer, same, inner):
         m.sync.close()
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+async def test_no_expiry_is_an_option_and_infinity_is_not(
+    redis_url: str, raw: redis.Redis, write_behind: bool
+) -> None:
+    manager = HierarchicalCacheManager(
+        config(redis_url, telemetry_enabled=False, write_behind=write_behind, l1_ttl_seconds=60)
+    )
+    try:
+        await manager.set("forever", {"v": 1}, ttl_seconds=NO_EXPIRY)
+        manager.sync.set("forever-sync", 2, ttl_seconds=NO_EXPIRY)
+        await manager.flush()
+        assert raw.pttl(PREFIX + "forever") == -1  # no expiry in Redis
+        assert raw.pttl(PREFIX + "forever-sync") == -1
+        entry = manager.l1.get("forever")
+        assert entry is not None
+        assert manager.l1.remaining_ttl(entry) <= 60  # L1 still bounds its copy
+        with pytest.raises(InvalidTTLError, match="NO_EXPIRY"):
+            await manager.set("inf", 1, ttl_seconds=float("inf"))
+        manager.l1.delete("forever")
+        assert await manager.get("forever") == {"v": 1}
+    finally:
+        await manager.close()

@@ -28,9 +28,11 @@ from hiercache.manager import HierarchicalCacheManager
 from hiercache.memory import EvictionReason
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.settings import CacheConfig, CacheStrategy, L2Backend, SerializationFormat, TraceKeys
+from hiercache.validation import NO_EXPIRY
 
 __all__ = [
     "MISS",
+    "NO_EXPIRY",
     "CacheConfig",
     "CacheError",
     "CacheKeyBuildError",

@@ -9,6 +9,7 @@ generated ``_sync/``); what a step decides from data alone lives here, written o
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -225,7 +226,8 @@ class CacheCore:
         policy = policy or self.policy
         if policy.ttl_jitter:
             ttl *= 1 - random.uniform(0, policy.ttl_jitter)
-        meta = Meta(self.wall() + ttl, policy.stale_if_error, policy.stale_while_revalidate)
+        expires = self.wall() + ttl if ttl != math.inf else 0.0  # NO_EXPIRY: none travels
+        meta = Meta(expires, policy.stale_if_error, policy.stale_while_revalidate)
         try:
             payload, value_for_l1 = self.codec.encode_value(key, value, meta)
         except SerializationError:

@@ -10,6 +10,7 @@ outage never raises into the caller.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -303,8 +304,12 @@ class RedisCacheBackend:
         return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks))
 
     def op_set_many(self, items: Iterable[tuple[str, bytes, float]]) -> _Op[bool]:
-        """SET each (key, payload, ttl_seconds) with PX, in one pipeline."""
-        rows = [(self.k(k), v, max(1, int(ttl * 1000))) for k, v, ttl in items]
+        """SET each (key, payload, ttl_seconds) with PX, in one pipeline (an infinite TTL,
+        ``NO_EXPIRY``, is written without an expiry)."""
+        rows = [
+            (self.k(k), v, None if ttl == math.inf else max(1, int(ttl * 1000)))
+            for k, v, ttl in items
+        ]
 
         def build(p: Any) -> None:
             for rk, payload, px in rows:

@@ -107,7 +107,7 @@ class Gate:
         def gated_send(writes: list[tuple[Any, ...]]) -> str | None:
             self.sending.set()
             self.release.wait(timeout=30)
-            return send(writes)  # type: ignore[arg-type]
+            return send(writes)
 
         def watched_flush() -> None:
             self.loop.call_soon_threadsafe(self.flush_requested.set)

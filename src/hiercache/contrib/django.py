@@ -22,9 +22,9 @@
   ``cache_page``, sessions and ``BaseCacheTests`` store: responses, model instances,
   tuples), signed with ``signing_key``, else ``CACHE_SIGNING_KEY``, else a key derived from
   ``settings.SECRET_KEY`` (so every process of one site shares it).
-- **Timeouts.** ``TIMEOUT``/``timeout`` follow Django: ``None`` caches "forever", which is
-  ``validation.MAX_TTL_SECONDS`` (about 146 million years) in Redis (L1 still keeps its
-  copy at most ``l1_ttl_seconds``); ``0`` or less does not cache (and removes the key).
+- **Timeouts.** ``TIMEOUT``/``timeout`` follow Django: ``None`` caches "forever"
+  (``hiercache.NO_EXPIRY``: no expiry in Redis; L1 still keeps its copy at most
+  ``l1_ttl_seconds``); ``0`` or less does not cache (and removes the key).
 - **Atomic operations in Redis.** ``add`` is ``SET NX PX``; ``touch`` is ``PEXPIRE``;
   ``incr``/``decr`` decode the stored frame, add, and write it back with ``SET KEEPTTL``
   under ``WATCH`` (optimistic: a concurrent writer makes it retry). A frame is signed and
@@ -41,6 +41,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -54,12 +55,12 @@ from django.utils.crypto import salted_hmac
 from pydantic import ValidationError
 
 from hiercache.codec import Frame
-from hiercache.core import MISS
+from hiercache.core import MISS, Write
 from hiercache.errors import CorruptValueError, IncompatibleValueError, SerializationError
 from hiercache.manager import HierarchicalCacheManager
 from hiercache.memory import EvictionReason
 from hiercache.settings import CacheConfig, L2Backend, SerializationFormat
-from hiercache.validation import MAX_TTL_SECONDS
+from hiercache.validation import NO_EXPIRY
 
 __all__ = ["HiercacheCache", "UnpicklableValueError", "shutdown_managers"]
 
@@ -172,10 +173,10 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
         if timeout is None:
-            return MAX_TTL_SECONDS
+            return NO_EXPIRY
         if timeout <= 0:
             return None
-        return min(float(timeout), MAX_TTL_SECONDS)
+        return float(timeout)
 
     def _pickle_errors(self, write: Callable[[], Any]) -> Any:
         try:
@@ -292,8 +293,7 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
                     return False
                 self.cache.set(made, value, ttl)
                 return True
-        px = max(1, int(write.row[2] * 1000))
-        if not client.set(self._redis_key(made), write.payload, px=px, nx=True):
+        if not client.set(self._redis_key(made), write.payload, px=_px(write), nx=True):
             return False
         self.manager.core.flight.supersede(made)
         self.manager.core.store_l1(write)
@@ -321,7 +321,7 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
                 return False
             write = self.manager.core.encode(made, frame.value, ttl)
             pipe.multi()
-            pipe.set(pipe_key, write.payload, px=max(1, int(write.row[2] * 1000)))
+            pipe.set(pipe_key, write.payload, px=_px(write))
             pipe.execute()
             return True
 
@@ -391,6 +391,12 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
         new = _plus(made, value, delta)
         self.cache.set(made, new)
         return new
+
+
+def _px(write: Write) -> int | None:
+    """The PX of a write (its TTL plus its stale windows), None for ``NO_EXPIRY``."""
+    seconds = write.row[2]
+    return None if math.isinf(seconds) else max(1, int(seconds * 1000))
 
 
 def _plus(made: str, value: Any, delta: int) -> Any:

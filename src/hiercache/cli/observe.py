@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -88,7 +89,20 @@ def demo_command(
         _run_demo(options, demo.Hooks(on_request=lambda: progress.advance(task), on_report=report))
 
 
+def _check_port(host: str, port: int) -> None:
+    """A usage error now if ``host:port`` cannot be listened on, rather than a demo
+    running without its /metrics endpoint."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        fail("demo", f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
+             "(choose another --metrics-port)", 2)  # fmt: skip
+
+
 def _run_demo(options: demo.DemoOptions, hooks: demo.Hooks) -> None:
+    if options.metrics_port:
+        _check_port(options.metrics_host, options.metrics_port)
     try:
         demo.main(options, hooks)
     except MissingExtraError as exc:

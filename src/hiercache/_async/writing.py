@@ -97,7 +97,8 @@ class AsyncWritePath(AsyncReadPath):
             await self.write_behind.aflush()
 
     async def flush(self) -> None:
-        """Wait until every queued write-behind write has reached Redis."""
+        """Wait until every write-behind write queued before it has reached Redis. While
+        Redis is down it returns at once: held writes go out after recovery."""
         if self.write_behind is not None:
             await self.write_behind.aflush()
 

@@ -97,7 +97,8 @@ class SyncWritePath(SyncReadPath):
             self.write_behind.flush()
 
     def flush(self) -> None:
-        """Wait until every queued write-behind write has reached Redis."""
+        """Wait until every write-behind write queued before it has reached Redis. While
+        Redis is down it returns at once: held writes go out after recovery."""
         if self.write_behind is not None:
             self.write_behind.flush()
 

@@ -184,9 +184,10 @@ def test_demo_is_built_here_and_serves_what_prometheus_scrapes(
     for path in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
         for item in path.split():
             assert (REPO / item).exists(), f"the Dockerfile copies missing {item}"
-    # The demo's extras: telemetry for /metrics and OTLP, embedded for its Redis-less default.
+    # The demo's extras: telemetry for /metrics and OTLP, embedded for its Redis-less default,
+    # cli for the hiercache command.
     (install,) = re.findall(r'^RUN pip install "\.\[([\w,]+)\]"$', dockerfile, re.MULTILINE)
-    assert set(install.split(",")) == {"telemetry", "embedded"}
+    assert set(install.split(",")) == {"telemetry", "embedded", "cli"}
 
     env = demo["environment"]
     assert env["CACHE_REDIS_URL"] == "redis://redis:6379/0"

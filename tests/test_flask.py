@@ -3,6 +3,12 @@ init_app, close(). (Under a real gunicorn: tests/test_gunicorn.py.)"""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -68,3 +74,46 @@ def test_init_app_serves_the_app_and_close_flushes(redis_url: str, raw: redis.Re
 def test_no_app_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="no app"):
         Hiercache().cache  # noqa: B018
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", re.M | re.S)
+FRAGMENT = re.compile(r"<!-- fragment: (.{10,}?) -->\s*$")
+
+
+def doc_blocks() -> list[tuple[int, str, str, bool]]:
+    """(line, language, code, marked as a fragment) of docs/integrations.md's blocks."""
+    text = DOCS.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        before = text[: match.start()].rstrip("\n").splitlines()
+        fragment = bool(before and FRAGMENT.search(before[-1]))
+        line = text.count("\n", 0, match.start()) + 1
+        found.append((line, match.group(1), match.group(2), fragment))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("line", "language", "code"),
+    [pytest.param(*b[:3], id=f"integrations.md:{b[0]}") for b in doc_blocks() if not b[3]],
+)
+def test_integrations_page_blocks_run(
+    line: int, language: str, code: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Every block of docs/integrations.md runs (python, or a pip install as a dry run
+    against this checkout), or is marked as a fragment with a reason."""
+    assert language in ("python", "bash"), f"line {line}: mark {language} as a fragment"
+    if language == "bash":  # the install lines: check the extras exist (no download)
+        assert code.startswith("pip install -e '.["), code
+        extras = code.split("[", 1)[1].split("]", 1)[0].split(",")
+        pyproject = (DOCS.parents[1] / "pyproject.toml").read_text()
+        for extra in extras:
+            assert re.search(rf"^{extra} = \[", pyproject, re.M), extra
+        return
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHE_", "OTEL_"))}
+    env["CACHE_REDIS_URL"] = redis_url
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"integrations.md:{line}\n{done.stderr}"

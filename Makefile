@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unasync bench stack system-deps clean
+.PHONY: demo test lint unasync bench bench-detail stack system-deps clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,12 @@ unasync: $(VENV)/.installed
 test: system-deps lint
 	$(VENV)/bin/pytest --cov=hiercache --cov-report=term-missing
 
+# One table: every path against its peer or raw-redis baseline (its own redis-server);
+# exits non-zero when a target is missed. bench-detail: the older, narrower benchmarks.
 bench: $(VENV)/.installed
+	$(PY) benchmarks/suite.py
+
+bench-detail: $(VENV)/.installed
 	$(PY) benchmarks/l1_latency.py
 	$(PY) benchmarks/telemetry_overhead.py
 	$(PY) benchmarks/hit_ratio.py

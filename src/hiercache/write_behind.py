@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ Row = tuple[str, bytes, float]
 MIN_REMAINING_SECONDS = 0.001
 #: Drop summaries are logged at most this often.
 SUMMARY_SECONDS = 60.0
+#: Every queue, so a forked child can reset them (``_after_fork_in_child``).
+_QUEUES: weakref.WeakSet[WriteBehindQueue] = weakref.WeakSet()
 
 
 class DropSummary:
@@ -126,6 +130,18 @@ class WriteBehindQueue:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.health.add_listener(self._health_changed)
+
+        _QUEUES.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (``gunicorn --preload``): the parent's flusher does not exist
+        here, its queued writes are the parent's to send, and its locks may have been held
+        mid-fork. The child starts its own flusher with its first write."""
+        self._pending, self._inflight, self._cancelled = OrderedDict(), {}, set()
+        self._cond = threading.Condition(threading.RLock())
+        self._start_lock = threading.Lock()
+        self._thread, self._stopping = None, False
+        self.summary = DropSummary(self.stats, "write-behind writes", self.clock, SUMMARY_SECONDS)
 
     @property
     def depth(self) -> int:
@@ -341,3 +357,11 @@ class WriteBehindQueue:
         """One pipelined batch; returns the failure's ``error.type``, None if it went."""
         _, error = self.backend.attempt(self.backend.op_set_many(rows))
         return error
+
+
+def _after_fork_in_child() -> None:
+    for wb in list(_QUEUES):
+        wb._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -280,8 +280,9 @@ async def test_invalidate_pattern_uses_scan_and_unlink(redis_url: str, raw: redi
 
 
 async def test_invalidate_pattern_counts_l1_and_l2_keys_once(redis_url: str) -> None:
-    writer = HierarchicalCacheManager(config(redis_url))
-    m = HierarchicalCacheManager(config(redis_url))
+    # Without the backplane (tests/test_backplane.py covers it), another cache's L1 is its own.
+    writer = HierarchicalCacheManager(config(redis_url, backplane_enabled=False))
+    m = HierarchicalCacheManager(config(redis_url, backplane_enabled=False))
     try:
         await writer.set_many({"p:1": 1, "p:2": 2})  # only in writer's L1 and in L2
         await m.set("p:3", 3)  # in m's L1 and in L2

@@ -13,13 +13,13 @@ import math
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from hiercache import stats as S
 from hiercache.codec import Codec, Meta
+from hiercache.coherence import Coherence
 from hiercache.deferred import DeferredStore
 from hiercache.errors import (
     CorruptValueError,
@@ -29,6 +29,7 @@ from hiercache.errors import (
 )
 from hiercache.health import L2Health
 from hiercache.memory import EvictionReason, MemoryTier
+from hiercache.namespaces import check_namespace
 from hiercache.redis_glob import compile_glob
 from hiercache.redis_tier import Fetched, RedisCacheBackend
 from hiercache.resilience import LoadPolicy, StaleEntry, StaleShelf
@@ -140,25 +141,43 @@ class CacheCore:
                 )
         self.flight = SingleFlight()
         self.policy = LoadPolicy.from_config(config)
+        self.coherence: Coherence | None = None
+        backplane = config.backplane_enabled and config.l2_backend is L2Backend.REDIS
+        if self.l2 is not None and backplane:
+            self.coherence = Coherence(self, config.backplane_max_staleness_seconds)
+            if self.write_behind is not None:
+                self.write_behind.announce = self.announce
         self.shelf = StaleShelf(config.l1_max_size)
         if self.l2 is not None:
-            _check_namespace(self)
+            check_namespace(self)
         self.warmers: list[Warmer] = []
         self._warming_owner: object | None = None
         self._warming_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------
-    def answer_from_l2(self, key: str, fetched: Fetched, default: Any, op: str) -> Any:
+    def answer_from_l2(
+        self, key: str, fetched: Fetched, default: Any, op: str, since: int | None = None
+    ) -> Any:
         """Count an L2 answer; decode and promote a fresh hit into L1."""
-        value, _ = self.lookup_l2(key, fetched, op)
+        value, _ = self.lookup_l2(key, fetched, op, since=since)
         return default if value is MISS else value
 
+    def read_epoch(self) -> int | None:
+        """Taken before an L2 read: the backplane's invalidation count (see ``lookup_l2``)."""
+        return None if self.coherence is None else self.coherence.epoch()
+
     def lookup_l2(
-        self, key: str, fetched: Fetched, op: str, count: bool = True
+        self,
+        key: str,
+        fetched: Fetched,
+        op: str,
+        count: bool = True,
+        since: int | None = None,
     ) -> tuple[Any, StaleEntry | None]:
         """An L2 answer: (the fresh value, None), or (MISS, an expired value that a stale
         window still covers, or None). Counted unless ``count`` is False (a lock waiter's
-        polls); a fresh hit is promoted into L1."""
+        polls); a fresh hit is promoted into L1, unless another instance invalidated the
+        key after ``since`` (the read's ``read_epoch``): a slow read resurrects nothing."""
         add = self.stats.add if count else _no_count
         payload, ttl = fetched
         if payload is not None:
@@ -178,7 +197,11 @@ class CacheCore:
                         alive = self.wall() < meta.stale_until
                         return MISS, StaleEntry(value, meta) if alive else None
                 add(S.HIT[S.L2, op])
-                if self.promote:
+                if self.promote and not (
+                    since is not None
+                    and self.coherence is not None
+                    and self.coherence.invalidated_since(key, since)
+                ):
                     l1_ttl = self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
                     if l1_ttl > 0 and self.l1.set(key, value, l1_ttl, value_size(value)):
                         self.stats.add(S.PROMOTION)
@@ -204,11 +227,15 @@ class CacheCore:
         return found, missing
 
     def merge_many(
-        self, found: dict[str, Any], missing: list[str], fetched: list[Fetched]
+        self,
+        found: dict[str, Any],
+        missing: list[str],
+        fetched: list[Fetched],
+        since: int | None = None,
     ) -> dict[str, Any]:
         """Add L2's answers for ``missing`` to ``found``."""
         for key, item in zip(missing, fetched):
-            value = self.answer_from_l2(key, item, MISS, "get_many")
+            value = self.answer_from_l2(key, item, MISS, "get_many", since)
             if value is not MISS:
                 found[key] = value
         return found
@@ -313,6 +340,28 @@ class CacheCore:
                 self._warming_owner = None
 
     # -- what telemetry and statistics read ----------------------------------------------
+    # -- the backplane ------------------------------------------------------------------
+    def announce(self, op: Any, keys: list[str]) -> Any:
+        """``op`` (a write or delete of ``keys``) with its backplane message in its pipeline."""
+        if self.coherence is None or self.l2 is None or not keys:
+            return op
+        return self.l2.with_publish(op, self.coherence.channel, self.coherence.message(keys))
+
+    def announce_pattern(self, pattern: str) -> Any:
+        """The PUBLISH of an invalidation by ``pattern`` (None without a backplane)."""
+        if self.coherence is None or self.l2 is None:
+            return None
+        message = self.coherence.message(pattern=pattern)
+        return self.l2.op_publish(self.coherence.channel, message)
+
+    def start_backplane(self) -> None:
+        if self.coherence is not None and self.l2 is not None:
+            self.coherence.start(self.l2.pubsub_client)
+
+    def stop_backplane(self) -> None:
+        if self.coherence is not None:
+            self.coherence.stop()
+
     def observe(self, operation: str, key: str | None = None) -> AbstractContextManager[Any]:
         """The span of one operation when tracing (see ``telemetry``); else a no-op."""
         if self.telemetry.tracing():
@@ -336,37 +385,13 @@ class CacheCore:
         }
         if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
             gauges["l2.up"] = 1 if self.l2_up() else 0
+        if self.coherence is not None:
+            gauges["backplane.up"] = 1 if self.coherence.up else 0
         return gauges
 
 
 def _no_count(index: int, n: int = 1) -> None:
     pass
-
-
-#: The live caches with an L2, to catch one namespace nested inside another.
-_LIVE: Final[weakref.WeakSet[CacheCore]] = weakref.WeakSet()
-_LIVE_LOCK: Final = threading.Lock()
-
-
-def _check_namespace(core: CacheCore) -> None:
-    """Warn when this cache's key prefix strictly contains, or is contained in, another live
-    cache's on the same Redis (``app:`` and ``app:tenant2:``): the outer cache's pattern
-    invalidations and ``clear()`` would remove the inner cache's keys. Identical prefixes
-    are instances sharing one namespace, which is normal."""
-    mine, target = core.config.key_prefix, core.config.redis_target
-    with _LIVE_LOCK:
-        others = [c.config.key_prefix for c in _LIVE if c.config.redis_target == target]
-        _LIVE.add(core)
-    for theirs in sorted(set(others)):
-        if theirs != mine and (theirs.startswith(mine) or mine.startswith(theirs)):
-            outer, inner = sorted((mine, theirs), key=len)
-            log.warning(
-                "hiercache: key prefix %r is nested inside %r on %s: clear() and pattern "
-                "invalidations of the outer cache also remove the inner cache's keys",
-                inner,
-                outer,
-                target,
-            )
 
 
 def dedupe_keys(keys: Iterable[str]) -> list[str]:

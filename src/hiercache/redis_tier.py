@@ -284,14 +284,16 @@ class RedisCacheBackend:
         return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), NOTHING)
 
     def op_get_many(self, keys: Sequence[str]) -> _Op[list[Fetched]]:
-        """One MGET (on a Cluster, one per hash slot) and a PTTL per key, in one pipeline."""
+        """One MGET and a PTTL per key, in one pipeline. On a Cluster: one MGET per hash
+        slot and no PTTLs (a cluster holds only frames that carry their own expiry, which
+        the core reads instead), so it costs what the per-slot MGETs cost."""
         rks = [self.k(k) for k in keys]
         groups = slot_groups(rks) if self.cluster else [list(range(len(rks)))]
 
         def build(p: Any) -> None:
             for group in groups:
                 p.execute_command("MGET", *(rks[i] for i in group))
-            for rk in rks:
+            for rk in [] if self.cluster else rks:
                 p.pttl(rk)
 
         def parse(r: list[Any]) -> list[Fetched]:
@@ -299,7 +301,8 @@ class RedisCacheBackend:
             for group, got in zip(groups, r):
                 for i, v in zip(group, got):
                     values[i] = v
-            return [(v, _ttl(t)) for v, t in zip(values, r[len(groups) :])]
+            pttls = r[len(groups) :] or [-1] * len(rks)
+            return [(v, _ttl(t)) for v, t in zip(values, pttls)]
 
         return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks))
 
@@ -334,6 +337,30 @@ class RedisCacheBackend:
     def op_exists(self, key: str) -> _Op[bool]:
         rk = self.k(key)
         return _Op("EXISTS", "exists", lambda p: p.exists(rk), lambda r: bool(r[0]), False)
+
+    # -- the backplane: a write's invalidation message rides in the write's round trip ------
+    def op_publish(self, channel: str, message: bytes) -> _Op[int]:
+        return _Op(
+            "PUBLISH", "publish", lambda p: p.publish(channel, message), lambda r: int(r[0]), 0
+        )
+
+    def with_publish(self, op: _Op[T], channel: str, message: bytes) -> _Op[T]:
+        """``op`` then a PUBLISH, in one pipeline (published only once the write is in).
+        An op that runs outside a pipeline (Cluster-wide commands) is returned as it is:
+        its caller publishes after it."""
+        if op.direct is not None or op.adirect is not None:
+            return op
+
+        def build(p: Any) -> None:
+            op.build(p)
+            p.publish(channel, message)
+
+        return _Op(op.command, op.operation, build, lambda r: op.parse(r[:-1]), op.fallback,
+                   op.batch)  # fmt: skip
+
+    def pubsub_client(self) -> Any:
+        """A new sync client for a pub/sub connection (it holds that connection)."""
+        return self._make(redis.Redis)
 
     # -- the cross-process stampede lock (SET NX PX with a token; release checks it) -----
     def lock_key(self, key: str) -> str:

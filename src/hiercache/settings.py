@@ -143,6 +143,10 @@ class CacheConfig(BaseSettings):
     distributed_lock: bool = False
     lock_timeout_seconds: float = Field(5.0, gt=0)
 
+    # Many instances: L1 coherence over Redis pub/sub (the backplane)
+    backplane_enabled: bool = True
+    backplane_max_staleness_seconds: float = Field(5.0, gt=0)
+
     # Telemetry
     telemetry_enabled: bool = True
     metrics_prefix: str = Field("hiercache", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")

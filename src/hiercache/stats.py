@@ -75,6 +75,10 @@ LOAD_TIMEOUT: Final = {t: _layout.add("load_timeouts", timeout=t) for t in ("sof
 #: Cross-process stampede lock: waits for another process's load, and waits that timed out.
 LOCK_WAIT: Final = _layout.add("lock_waits")
 LOCK_TIMEOUT: Final = _layout.add("lock_timeouts")
+#: The backplane: invalidation messages published and received, and L1 resyncs.
+BACKPLANE_PUBLISHED: Final = _layout.add("backplane_published")
+BACKPLANE_RECEIVED: Final = _layout.add("backplane_received")
+BACKPLANE_RESYNC: Final = _layout.add("backplane_resyncs")
 #: L2 writes given up, by reason (the attribute is ``drop_reason``: ``reason`` is eviction's).
 WB_DROPPED: Final = {r: _layout.add("write_behind_dropped", drop_reason=r) for r in DROP_REASONS}
 DEFERRED: Final = {op: _layout.add("l2_deferred", operation=op) for op in DEFERRED_OPERATIONS}

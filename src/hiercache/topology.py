@@ -20,12 +20,12 @@ so the URL is parsed here; errors name ``redis_url`` and never echo the password
 from __future__ import annotations
 
 import os
+from binascii import crc_hqx
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}
@@ -201,6 +201,17 @@ def make_client(
     return make_sentinel_client(spec, aio, common)
 
 
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of ``key``: CRC16 (XMODEM, which ``binascii.crc_hqx``
+    computes in C) of its hash tag, or of the whole key without one, modulo 16384."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return crc_hqx(key, 0) & 16383
+
+
 def slot_groups(keys: list[str]) -> list[list[int]]:
     """Positions of ``keys`` grouped by Redis Cluster hash slot, in first-seen order."""
     groups: dict[int, list[int]] = {}
@@ -353,6 +364,7 @@ __all__ = [
     "as_cluster_error",
     "ascan_primaries",
     "check_redis_url",
+    "key_slot",
     "make_client",
     "make_cluster_client",
     "make_sentinel_client",

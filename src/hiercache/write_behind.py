@@ -34,7 +34,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hiercache import stats as S
 from hiercache.health import OUTAGE_ERRORS, L2State
@@ -130,6 +130,8 @@ class WriteBehindQueue:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.health.add_listener(self._health_changed)
+        #: Set by the core when a backplane is on: wraps a batch's op with its message.
+        self.announce: Callable[[Any, list[str]], Any] | None = None
 
         _QUEUES.add(self)
 
@@ -354,8 +356,12 @@ class WriteBehindQueue:
             self._cond.notify_all()
 
     def _send(self, rows: list[Row]) -> str | None:
-        """One pipelined batch; returns the failure's ``error.type``, None if it went."""
-        _, error = self.backend.attempt(self.backend.op_set_many(rows))
+        """One pipelined batch; returns the failure's ``error.type``, None if it went.
+        With a backplane, the batch's invalidation message rides in the same pipeline."""
+        op = self.backend.op_set_many(rows)
+        if self.announce is not None:
+            op = self.announce(op, [row[0] for row in rows])
+        _, error = self.backend.attempt(op)
         return error
 
 

@@ -44,6 +44,7 @@ class AsyncLifecycle:
             return
         self._initialized = True
         await self._probe()
+        self.core.start_backplane()
         self._on_start()
 
     async def _probe(self) -> None:
@@ -68,6 +69,7 @@ class AsyncLifecycle:
     async def close(self) -> None:
         """Stop warming, flush pending write-behind writes, close this front's connections."""
         await self._on_close()
+        self.core.stop_backplane()
         if self.write_behind is not None:
             await self.write_behind.aclose()
         if self.l2 is not None:

@@ -142,8 +142,9 @@ class AsyncLoader(AsyncWritePath):
         process's shelf copy, which outlives a Redis outage)."""
         check_key(key)
         l2 = await self._live_l2()
+        since = self.core.read_epoch()
         fetched = NOTHING if l2 is None else await l2.arun(l2.op_get(key))
-        value, stale = self.core.lookup_l2(key, fetched, "get")
+        value, stale = self.core.lookup_l2(key, fetched, "get", since=since)
         if value is MISS and stale is None:
             stale = self.core.shelf.get(key, self.core.wall())
         return value, stale

@@ -46,6 +46,7 @@ class SyncLifecycle:
             return
         self._initialized = True
         self._probe()
+        self.core.start_backplane()
         self._on_start()
 
     def _probe(self) -> None:
@@ -70,6 +71,7 @@ class SyncLifecycle:
     def close(self) -> None:
         """Stop warming, flush pending write-behind writes, close this front's connections."""
         self._on_close()
+        self.core.stop_backplane()
         if self.write_behind is not None:
             self.write_behind.close()
         if self.l2 is not None:

@@ -79,18 +79,20 @@ class SyncReadPath(SyncLifecycle):
     def _get_below_l1(self, key: str, default: Any) -> Any:
         check_key(key)
         l2 = self._live_l2()
+        since = self.core.read_epoch()
         fetched = NOTHING if l2 is None else l2.run(l2.op_get(key))
-        return self.core.answer_from_l2(key, fetched, default, "get")
+        return self.core.answer_from_l2(key, fetched, default, "get", since)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """The cached values of ``keys`` that are present (L1, then one MGET for the rest)."""
         with self.core.observe("hiercache.get_many"):
             found, missing = self.core.l1_many(keys)
             l2 = self._live_l2() if missing else None
+            since = self.core.read_epoch()
             fetched: list[Fetched] = [NOTHING] * len(missing)
             if l2 is not None:
                 fetched = l2.run(l2.op_get_many(missing))
-            return self.core.merge_many(found, missing, fetched)
+            return self.core.merge_many(found, missing, fetched, since)
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is cached in either tier (without reading or promoting it)."""

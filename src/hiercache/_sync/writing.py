@@ -61,7 +61,8 @@ class SyncWritePath(SyncReadPath):
             return
         l2 = self._live_l2()
         if l2 is not None:
-            _, error = l2.attempt(l2.op_set_many(rows))
+            op = self.core.announce(l2.op_set_many(rows), [row[0] for row in rows])
+            _, error = l2.attempt(op)
             if error not in OUTAGE_ERRORS:
                 return
         # Write-through that could not reach Redis: the older values there must not come
@@ -84,7 +85,7 @@ class SyncWritePath(SyncReadPath):
             l2 = self._live_l2()
             if l2 is not None:
                 self._flush_unsent()
-                removed, error = l2.attempt(l2.op_delete([key]))
+                removed, error = l2.attempt(self.core.announce(l2.op_delete([key]), [key]))
                 if error is None:
                     self.core.removed_from_l2(removed, "deleted")
                     return in_l1 or removed > 0
@@ -118,6 +119,9 @@ class SyncWritePath(SyncReadPath):
                 l2_removed = self._unlink_matching(l2, pattern)
                 if l2_removed is not None:
                     self.core.removed_from_l2(len(l2_removed), "invalidated")
+                    announcement = self.core.announce_pattern(pattern)
+                    if announcement is not None:  # once the keys are gone from Redis
+                        l2.run(announcement)
                     return len(removed.union(l2_removed))
             if self.core.deferred is not None:  # Redis could not answer: after recovery
                 self.core.deferred.invalidate(pattern)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -131,8 +133,25 @@ def test_stats_once_from_prometheus(redis_url: str) -> None:
                 "the first scrape",
             )
             done = hiercache("stats", prom.url, "--once")
+            reference = prom.query(
+                "histogram_quantile(0.95, sum by (le, cache_level) "
+                '(hiercache_latency_seconds_bucket{cache_name="shop"}))'
+            )
     assert done.returncode == 0, done.stderr
     check_shop(done.stdout)
+    # p95 per tier as Prometheus' histogram_quantile computes it, to the printed precision
+    p95 = {
+        r["metric"]["cache_level"]: float(r["value"][1]) * 1000
+        for r in reference
+        if r["value"][1] != "NaN"
+    }
+    assert p95, reference
+    for level, expected in p95.items():
+        cells = next(
+            c for line in done.stdout.splitlines()
+            if (c := [x.strip() for x in line.strip("│┃ ").split("│")])[:2] == ["shop", level]
+        )  # fmt: skip
+        assert float(cells[4]) == pytest.approx(expected, abs=0.0011), (level, cells)
 
 
 def test_stats_errors_are_one_line() -> None:
@@ -225,3 +244,45 @@ def test_stats_bad_urls_are_usage_errors(url: str) -> None:
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert f"URL {url!r}" in line
+
+
+def test_demo_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hiercache", "demo", "--requests", "300", "--backend-ms", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env=clean_env() | {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "requests" in done.stderr
+    assert "300/300" in done.stderr  # Rich's bar, finished
+    assert "hit ratio: overall" in done.stdout  # and the table after it
+
+
+def test_stats_live_view_refreshes_until_interrupted(redis_url: str) -> None:
+    with serving(WORKLOAD, redis_url) as port:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hiercache", "stats", f"http://127.0.0.1:{port}/metrics",
+             "--interval", "0.2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env() | {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "NO_COLOR": "1"},
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            seen = b""
+            while seen.count(b"hiercache at") < 3:  # the first view and two refreshes
+                chunk = proc.stdout.read1(65536)
+                assert chunk, proc.stderr.read() if proc.stderr else b""
+                seen += chunk
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert b"66.7%" in seen

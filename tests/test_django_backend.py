@@ -239,3 +239,38 @@ def test_explicit_write_behind_and_json_are_honoured(redis_url: str) -> None:
         assert backend.config.signing_key is None
     finally:
         shutdown_managers()
+
+
+def test_atomic_operations_reach_other_caches_l1_through_the_backplane(redis_url: str) -> None:
+    """Two managers (as two processes would have): incr, touch and add in one drop the
+    other's L1 copy via the backplane, so its next read sees the new value."""
+    handler = CacheHandler(
+        {
+            "a": {"BACKEND": BACKEND, "LOCATION": redis_url, "OPTIONS": {"name": "a"}},
+            "b": {"BACKEND": BACKEND, "LOCATION": redis_url, "OPTIONS": {"name": "b"}},
+        }
+    )
+    a, b = handler["a"], handler["b"]
+    try:
+        assert a.manager is not b.manager
+        a.set("n", 1, 60)
+        assert b.get("n") == 1  # now in b's L1
+        coherence = b.manager.core.coherence
+        assert coherence is not None
+        assert coherence.subscriber is not None
+        assert coherence.subscriber.wait_up(10)
+        before = b.manager.sync.get_statistics()["l1_memory"]["evictions"]["invalidated"]
+        a.incr("n")
+        received = threading.Event()
+
+        def invalidated() -> bool:
+            evictions = b.manager.sync.get_statistics()["l1_memory"]["evictions"]
+            return bool(evictions["invalidated"] > before)
+
+        deadline = 100
+        while not invalidated() and deadline:  # the message crosses Redis asynchronously
+            received.wait(0.05)
+            deadline -= 1
+        assert b.get("n") == 2
+    finally:
+        shutdown_managers()

@@ -201,6 +201,12 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
         if self.manager.write_behind is not None:
             self.cache.flush()
 
+    def _announce(self, client: Any, made: str) -> None:
+        """Tell the other processes' L1s (the backplane) that ``made`` changed."""
+        coherence = self.manager.core.coherence
+        if coherence is not None:
+            client.publish(coherence.channel, coherence.message([made]))
+
     def _forget_l1(self, key: str) -> None:
         self.manager.l1.delete(key, EvictionReason.DELETED)
 
@@ -295,6 +301,7 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
                 return True
         if not client.set(self._redis_key(made), write.payload, px=_px(write), nx=True):
             return False
+        self._announce(client, made)
         self.manager.core.flight.supersede(made)
         self.manager.core.store_l1(write)
         return True
@@ -322,6 +329,7 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
             write = self.manager.core.encode(made, frame.value, ttl)
             pipe.multi()
             pipe.set(pipe_key, write.payload, px=_px(write))
+            self._announce(pipe, made)
             pipe.execute()
             return True
 
@@ -348,6 +356,7 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
             payload = self.manager.codec.encode_value(made, new, frame.meta).payload
             pipe.multi()
             pipe.set(pipe_key, payload, keepttl=True)
+            self._announce(pipe, made)
             pipe.execute()
             return new
 

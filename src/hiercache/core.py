@@ -27,7 +27,7 @@ from hiercache.errors import (
     InvalidKeyError,
     SerializationError,
 )
-from hiercache.health import L2Health
+from hiercache.health import BREAKER_GAUGE, L2Health
 from hiercache.memory import EvictionReason, MemoryTier
 from hiercache.namespaces import check_namespace
 from hiercache.redis_glob import compile_glob
@@ -385,6 +385,7 @@ class CacheCore:
         }
         if self.l2 is not None:  # a cache configured without L2 has no L2 to be down
             gauges["l2.up"] = 1 if self.l2_up() else 0
+            gauges["l2.breaker.state"] = BREAKER_GAUGE[self.health.state]
         if self.coherence is not None:
             gauges["backplane.up"] = 1 if self.coherence.up else 0
         return gauges

@@ -41,6 +41,15 @@ class L2State(str, Enum):
     HALF_OPEN = "half_open"
 
 
+#: The ``l2.breaker.state`` gauge: 0 closed, 1 half-open, 2 open (starting counts as open).
+BREAKER_GAUGE: Final = {
+    L2State.CLOSED: 0,
+    L2State.HALF_OPEN: 1,
+    L2State.OPEN: 2,
+    L2State.STARTING: 2,
+}
+
+
 Listener = Callable[["L2State"], None]
 
 

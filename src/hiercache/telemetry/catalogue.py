@@ -100,7 +100,7 @@ class Metric:
     #: Counters: the ``CacheStats`` slot kind they read.
     stats_kind: str | None = None
     #: Gauges: how same-named caches in one process combine.
-    combine: Literal["sum", "min"] = "sum"
+    combine: Literal["sum", "min", "max"] = "sum"
 
     def __post_init__(self) -> None:
         if not _NAME_RE.fullmatch(self.name):
@@ -303,6 +303,14 @@ METRICS: Final[tuple[Metric, ...]] = (
         "1 when the L2 Redis is reachable, 0 when running L1-only",
         (_NAME,),
         combine="min",
+    ),
+    Metric(
+        "l2.breaker.state",
+        _G,
+        "",
+        "The L2 circuit breaker: 0 closed, 1 half-open, 2 open (or not yet probed)",
+        (_NAME,),
+        combine="max",
     ),
 )
 

@@ -66,7 +66,11 @@ MISSED: Final[dict[str, AttributeValue]] = {"cache.hit": False, "cache.level": "
 HIT_L1: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L1}
 HIT_L2: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L2}
 _LATENCY: Final = catalogue.metric("latency").name
-_COMBINE: Final[dict[str, Callable[[Iterable[float]], float]]] = {"sum": sum, "min": min}
+_COMBINE: Final[dict[str, Callable[[Iterable[float]], float]]] = {
+    "sum": sum,
+    "min": min,
+    "max": max,
+}
 
 
 class _Source:

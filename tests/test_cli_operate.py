@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import trustme
 
 from hiercache import CacheConfig, HierarchicalCacheManager
 from servers import run_redis
@@ -263,3 +264,38 @@ def test_bench_without_the_extra_names_it() -> None:
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert "the benchmarks need the 'bench' extra (missing: cachetools)" in line
+
+
+def test_doctor_and_ping_over_tls_with_a_password(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, chain, key = tmp_path / "ca.pem", tmp_path / "chain.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    with run_redis(password="s3cr3t-pw", tls=(chain, key)) as server:
+        env = {
+            "CACHE_REDIS_URL": f"rediss://:s3cr3t-pw@127.0.0.1:{server.port}/0",
+            "CACHE_REDIS_SSL_CA_CERTS": str(ca_file),
+        }
+        doctor = hiercache("doctor", env=env)
+        ping = hiercache("ping", env=env)
+        config = hiercache("config", env=env)
+        plain = hiercache(
+            "doctor",
+            env=env
+            | {
+                "CACHE_REDIS_URL": f"redis://127.0.0.1:{server.port}/0",
+                "CACHE_L2_OPERATION_TIMEOUT_SECONDS": "0.2",
+            },
+        )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"on, server certificate checked against {ca_file}" in doctor.stdout.replace("\n", "")
+    assert "a password is set" in doctor.stdout
+    assert ping.returncode == 0, ping.stderr
+    assert ping.stdout.startswith(f"PONG from rediss://127.0.0.1:{server.port}/0")
+    for done in (doctor, ping, config):
+        assert "s3cr3t-pw" not in done.stdout + done.stderr
+    assert plain.returncode == 1  # plain text to a TLS port: a finding, not a traceback
+    assert "FAIL" in plain.stdout
+    assert "Traceback" not in plain.stderr

@@ -89,6 +89,8 @@ def server_checks(config: CacheConfig, client: Any, pings: int = 5) -> list[Chec
             client.ping()
             times.append(time.perf_counter() - started)
         info = client.info("server")
+        if info and all(isinstance(v, dict) for v in info.values()):
+            info = next(iter(info.values()))  # a cluster client answers per node
     except Exception as exc:  # any redis-py failure is the finding, not a crash
         kind = type(exc).__name__
         return [

@@ -1,7 +1,14 @@
-"""The statistics report: ``get_statistics()``, read from the counters and the tiers."""
+"""The statistics report: ``get_statistics()``, read from the counters and the tiers.
+
+Which counter slots each figure sums is worked out once, at import (``_Totals``), so a
+report is one snapshot plus a few C-level gathers: no scan of every slot per figure.
+"""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from hiercache import stats as S
@@ -12,31 +19,74 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else 0.0
 
 
+def _slots(kind: str, **attrs: str) -> tuple[int, ...]:
+    """The indices of every slot of ``kind`` whose attributes include ``attrs``."""
+    want = set(attrs.items())
+    return tuple(i for i, (k, a) in enumerate(S.SLOTS) if k == kind and want <= set(a))
+
+
+def _summer(kind: str, **attrs: str) -> Callable[[Sequence[int]], int]:
+    """Sums the slots of ``kind`` matching ``attrs`` out of a snapshot."""
+    indices = _slots(kind, **attrs)
+    if not indices:
+        return lambda snap: 0
+    if len(indices) == 1:
+        return itemgetter(indices[0])
+    gather = itemgetter(*indices)
+    return lambda snap: sum(gather(snap))
+
+
+def _by(
+    names: Sequence[str], kind: str, attr: str, **attrs: str
+) -> Callable[[Sequence[int]], dict[str, int]]:
+    """``{name: total}`` over ``names`` (one slot each), as one gather."""
+    indices = [_slots(kind, **{attr: n}, **attrs) for n in names]
+    assert all(len(i) == 1 for i in indices), f"{kind} by {attr} is not one slot per value"
+    gather = itemgetter(*(i[0] for i in indices))
+    keys = tuple(names)
+    if len(keys) == 1:
+        return lambda snap: {keys[0]: gather(snap)}
+    return lambda snap: dict(zip(keys, gather(snap)))
+
+
+_L1_HITS = _summer("hits", level=S.L1)
+_L2_HITS = _summer("hits", level=S.L2)
+_MISSES = _summer("misses")
+_PROMOTIONS = _summer("promotions")
+_COALESCED = _summer("coalesced")
+_DROPPED = _summer("write_behind_dropped")
+_LOADS = _by(S.LOAD_RESULTS, "loads", "result")
+_EVICTIONS = {lvl: _by(S.EVICTION_REASONS, "evictions", "reason", level=lvl) for lvl in S.LEVELS}
+_ERRORS = _by(S.L2_ERROR_TYPES, "l2_errors", "error_type")
+_DROPS = _by(S.DROP_REASONS, "write_behind_dropped", "drop_reason")
+_DEFERRED = _by(S.DEFERRED_OPERATIONS, "l2_deferred", "operation")
+
+#: ``config.redis_target`` parses the URL: done once per cache, not per report.
+_targets: weakref.WeakKeyDictionary[CacheCore, str] = weakref.WeakKeyDictionary()
+
+
+def _target(core: CacheCore) -> str:
+    target = _targets.get(core)
+    if target is None:
+        target = _targets[core] = core.config.redis_target
+    return target
+
+
 def statistics(core: CacheCore) -> dict[str, Any]:
     """Counts and ratios since start: overall, per tier, loads, write-behind."""
     snap = core.stats.snapshot()
-
-    def total(kind: str, **attrs: str) -> int:
-        want = set(attrs.items())
-        return sum(v for v, (k, a) in zip(snap, S.SLOTS) if k == kind and want <= set(a))
-
     config, l1, wb = core.config, core.l1, core.write_behind
-    l1_hits, l2_hits = total("hits", level=S.L1), total("hits", level=S.L2)
-    misses = total("misses")
+    l1_hits, l2_hits, misses = _L1_HITS(snap), _L2_HITS(snap), _MISSES(snap)
     requests = l1_hits + l2_hits + misses
-    evictions = {
-        level: {r: total("evictions", level=level, reason=r) for r in S.EVICTION_REASONS}
-        for level in S.LEVELS
-    }
     return {
         "name": config.name,
         "requests": requests,
         "hits": l1_hits + l2_hits,
         "misses": misses,
         "overall_hit_ratio": _ratio(l1_hits + l2_hits, requests),
-        "promotions": total("promotions"),
-        "loads": {r: total("loads", result=r) for r in S.LOAD_RESULTS},
-        "coalesced": total("coalesced"),
+        "promotions": _PROMOTIONS(snap),
+        "loads": _LOADS(snap),
+        "coalesced": _COALESCED(snap),
         "l1_memory": {
             "hits": l1_hits,
             "misses": l2_hits + misses,
@@ -46,24 +96,22 @@ def statistics(core: CacheCore) -> dict[str, Any]:
             "max_size": config.l1_max_size,
             "max_bytes": config.l1_max_bytes,
             "strategy": config.l1_strategy.value,
-            "evictions": evictions[S.L1],
+            "evictions": _EVICTIONS[S.L1](snap),
         },
         "l2_redis": {
             "hits": l2_hits,
             "misses": misses,
             "hit_ratio": _ratio(l2_hits, l2_hits + misses),
             "available": core.l2_up(),
-            "backend": config.redis_target,
-            "errors": {t: total("l2_errors", error_type=t) for t in S.L2_ERROR_TYPES},
-            "evictions": evictions[S.L2],
+            "backend": _target(core),
+            "errors": _ERRORS(snap),
+            "evictions": _EVICTIONS[S.L2](snap),
         },
         "write_behind": {
             "enabled": wb is not None,
             "queue_depth": wb.depth if wb else 0,
-            "dropped": total("write_behind_dropped"),
-            "dropped_by_reason": {
-                r: total("write_behind_dropped", drop_reason=r) for r in S.DROP_REASONS
-            },
+            "dropped": _DROPPED(snap),
+            "dropped_by_reason": _DROPS(snap),
         },
-        "deferred": {op: total("l2_deferred", operation=op) for op in S.DEFERRED_OPERATIONS},
+        "deferred": _DEFERRED(snap),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from operator import add
 from typing import Final
 
 L1: Final = "l1_memory"
@@ -138,8 +139,10 @@ class CacheStats:
     def snapshot(self) -> list[int]:
         """Totals per slot (index as in ``SLOTS``)."""
         with self._lock:
-            rows = [self._retired, *self._rows]
-        return [sum(col) for col in zip(*rows)]
+            totals, rows = self._retired, list(self._rows)
+        for row in rows:  # usually one or two live rows: a C-level add per row
+            totals = list(map(add, totals, row))
+        return totals if rows else list(totals)
 
     def total(self, kind: str, **attrs: str) -> int:
         """Sum of every slot of ``kind`` whose attributes include ``attrs``."""

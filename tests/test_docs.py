@@ -2,8 +2,10 @@
 setting and metric, and every code block of the site's own pages runs (python against a
 real Redis, bash with the ``hiercache`` command) or is marked as a fragment with a reason.
 
-docs/runbooks.md, docs/bundle.md and docs/integrations.md belong to other parts of the
-project and are checked by their own tests; their blocks are not run here."""
+docs/runbooks.md and docs/bundle.md belong to the bundle's part of the project (their blocks
+are not marked): their sh block runs, their YAML loads as bundle settings and their PromQL
+passes ``promtool``. docs/integrations.md belongs to the framework integrations and is
+checked by their tests."""
 
 from __future__ import annotations
 
@@ -11,25 +13,30 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+import yaml
 
+from hiercache.bundle import BundleConfig
 from hiercache.settings import CacheConfig
 from hiercache.telemetry.catalogue import METRICS, InstrumentKind
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 NOT_OURS = {"runbooks.md", "bundle.md", "integrations.md"}
+ENV_FREE = ("CACHE_", "REDIS_", "OTEL_")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", re.M | re.S)
 FRAGMENT = re.compile(r"<!-- fragment: (.{10,}?) -->\s*$")
 
 
-def blocks() -> list[tuple[str, int, str, str, str | None]]:
-    """(page, line, language, code, fragment reason) of every fenced block of our pages."""
+def blocks(pages: Iterable[str] | None = None) -> list[tuple[str, int, str, str, str | None]]:
+    """(page, line, language, code, fragment reason) of every fenced block of our pages
+    (or of ``pages``)."""
     found = []
     for page in sorted(DOCS.glob("*.md")):
-        if page.name in NOT_OURS:
+        if (page.name in NOT_OURS) if pages is None else (page.name not in pages):
             continue
         text = page.read_text()
         for match in FENCE.finditer(text):
@@ -96,3 +103,45 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert "get_statistics" in api  # mkdocstrings rendered the manager's members
     for page in ("runbooks", "bundle", "integrations", "cli", "migrating", "failure-modes"):
         assert (site / page / "index.html").is_file(), page
+
+
+def test_the_bundle_and_runbook_pages_blocks_run(tmp_path: Path) -> None:
+    found = blocks({"bundle.md", "runbooks.md"})
+    languages = sorted(b[2] for b in found)
+    assert languages == ["promql", "sh", "yaml"], languages
+    code = {language: text for _, _, language, text, _ in found}
+    # The YAML is the bundle.yml the sh block's third command reads.
+    settings = tmp_path / "bundle.yml"
+    settings.write_text(code["yaml"])
+    assert BundleConfig.from_file(settings).hit_ratio_warning == 0.7
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_FREE)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "-ec", code["sh"].replace("DIR", "out")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "alerts" / "hiercache.rules.yml").is_file()
+    # Every PromQL line is a valid expression (promtool), and names recorded series.
+    exprs = [line.split("#")[0].strip() for line in code["promql"].splitlines()]
+    exprs = [e for e in exprs if e]
+    rules = {
+        "groups": [
+            {
+                "name": "docs",
+                "rules": [{"record": f"docs:q{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
+    rule_file = tmp_path / "docs.rules.yml"
+    rule_file.write_text(yaml.safe_dump(rules))
+    promtool = subprocess.run(
+        ["promtool", "check", "rules", str(rule_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+    recorded = (ROOT / "alerts" / "hiercache.rules.yml").read_text()
+    for expr in exprs:
+        name = re.match(r"[\w:]+", expr.split("(")[-1])
+        if name and ":" in name.group(0):
+            assert f"record: {name.group(0)}" in recorded, expr

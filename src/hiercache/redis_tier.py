@@ -340,9 +340,8 @@ class RedisCacheBackend:
 
     # -- the backplane: a write's invalidation message rides in the write's round trip ------
     def op_publish(self, channel: str, message: bytes) -> _Op[int]:
-        return _Op(
-            "PUBLISH", "publish", lambda p: p.publish(channel, message), lambda r: int(r[0]), 0
-        )
+        publish: Callable[[Any], None] = lambda p: p.execute_command("PUBLISH", channel, message)  # noqa: E731
+        return _Op("PUBLISH", "publish", publish, lambda r: int(r[0]), 0)
 
     def with_publish(self, op: _Op[T], channel: str, message: bytes) -> _Op[T]:
         """``op`` then a PUBLISH, in one pipeline (published only once the write is in).
@@ -353,7 +352,7 @@ class RedisCacheBackend:
 
         def build(p: Any) -> None:
             op.build(p)
-            p.publish(channel, message)
+            p.execute_command("PUBLISH", channel, message)  # publish() is barred on a Cluster
 
         return _Op(op.command, op.operation, build, lambda r: op.parse(r[:-1]), op.fallback,
                    op.batch)  # fmt: skip

@@ -5,6 +5,7 @@ script to print a page: ``python scripts/docs_pages.py configuration.md``."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from typing import Any
 
 from hiercache.cli.settings_view import env_names, shown
@@ -43,9 +44,15 @@ def configuration_page() -> str:
             f"`{m}`" for m in info.metadata if type(m).__name__ not in ("Strict",)
         )
         annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
+        annotation = annotation.replace("typing.", "").replace("pydantic.types.", "")
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Enum):
+            choices = ", ".join(f"`{member.value}`" for member in info.annotation)
+            constraints = f"one of {choices}"
+        if "SecretStr" in annotation:
+            constraints = "a secret: `hiercache config` shows `******`"
         lines.append(
             f"| `{name}` | {', '.join(f'`{e}`' for e in env_names(name, info))} "
-            f"| `{_cell(annotation.replace('typing.', ''))}` | `{_cell(shown(default))}` "
+            f"| `{_cell(annotation)}` | `{_cell(shown(default))}` "
             f"| {_cell(constraints)} |"
         )
     return "\n".join(lines) + "\n"

@@ -318,6 +318,39 @@ def test_keys_are_stable_across_processes(tmp_path: Path, monkeypatch: pytest.Mo
     assert first == module.OUT  # type: ignore[attr-defined]
 
 
+def five(name: Any, page: Any, ratio: Any, flag: Any, none: Any) -> None: ...
+
+
+#: Keys computed before the positional fast path existed: the format must never change.
+PINNED = [
+    (("ada", 3, 0.5, True, None), "pin:ff3b0d898cfe9844"),
+    (("\u00e9\u2603", -(2**63), -0.0, False, None), "pin:89013c27a2e1e9fe"),
+    (("", 2**63, float("nan"), True, None), "pin:71ce4bbddc641f53"),
+    (("x", 2**63 - 1, float("inf"), False, None), "pin:7d5b9c5c6fac9aa3"),
+    (("x", 1, 1.0, 1, 0), "pin:700a429861266ad8"),
+]
+
+
+@pytest.mark.parametrize(("args", "key"), PINNED)
+def test_positional_keys_are_pinned_and_match_the_general_path(
+    args: tuple[Any, ...], key: str
+) -> None:
+    builder = KeyBuilder(five, "pin")
+    assert builder.key(args, {}) == key  # the fast path: every argument positional
+    assert builder.key((), dict(zip(builder.names, args))) == key  # the general path
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**64, 0.0, -0.0, 1e308, float("nan"),
+     float("-inf"), True, False, None, "", "1", "\u2603", 1.5],
+)  # fmt: skip
+def test_fast_path_keys_equal_general_path_keys(value: Any) -> None:
+    builder = KeyBuilder(five, None)
+    args = (value, 1, "a", None, value)
+    assert builder.key(args, {}) == builder.key(args[:2], dict(zip(builder.names[2:], args[2:])))
+
+
 def test_canonical_never_uses_repr_or_hash() -> None:
     # A set's canonical form is sorted, so it does not depend on iteration order.
     a = canonical({"b", "a", "c"}, "x", "f")

@@ -56,24 +56,31 @@ def cache_operation(
 
     def decorate(fn: F) -> F:
         builder = KeyBuilder(fn, cache_key)
+        build = builder.key
 
         def key_for(*args: Any, **kwargs: Any) -> str:
             if cache_key_fn is not None:
                 return cache_key_fn(*args, **kwargs)
-            return builder.key(args, kwargs)
+            return build(args, kwargs)
 
         def manager() -> HierarchicalCacheManager:
             if cache is None:
                 return get_cache_manager()
             return cache if isinstance(cache, HierarchicalCacheManager) else cache()
 
+        # The hot path skips a frame per call: the key is built inline, and a fixed
+        # manager is bound once instead of being looked up.
+        fixed = cache if isinstance(cache, HierarchicalCacheManager) else None
+        custom = cache_key_fn
+
         wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await manager().get_or_load(
-                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds, **resilience
+                key = build(args, kwargs) if custom is None else custom(*args, **kwargs)
+                return await (fixed if fixed is not None else manager()).get_or_load(
+                    key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
                 )
 
             async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
@@ -85,8 +92,9 @@ def cache_operation(
 
             @functools.wraps(fn)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return manager().sync.get_or_load(
-                    key_for(*args, **kwargs), lambda: fn(*args, **kwargs), ttl_seconds, **resilience
+                key = build(args, kwargs) if custom is None else custom(*args, **kwargs)
+                return (fixed if fixed is not None else manager()).sync.get_or_load(
+                    key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
                 )
 
             def invalidate_sync(*args: Any, **kwargs: Any) -> bool:

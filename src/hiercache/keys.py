@@ -28,6 +28,12 @@ from hiercache.errors import CacheKeyBuildError
 
 _SIMPLE = (str, bool, type(None))
 _INT64 = (-(2**63), 2**63 - 1)
+_INT_MIN, _INT_MAX = _INT64
+#: Arguments whose canonical form is the value itself (ints and floats only in range).
+_PLAIN = frozenset((str, bool, type(None)))
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_blake2b = hashlib.blake2b
+_isfinite = math.isfinite
 
 
 def canonical(value: Any, where: str, fn: str) -> Any:
@@ -91,6 +97,8 @@ class KeyBuilder:
         ]
         self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self.self_name = params[0].name if params and params[0].name in ("self", "cls") else None
+        #: The fast path: a plain function called with every argument positionally.
+        self.fast_arity = len(self.names) if self.simple and self.self_name is None else -1
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.simple and len(args) <= len(self.positional):
@@ -111,6 +119,22 @@ class KeyBuilder:
         return dict(ba.arguments)
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and len(args) == self.fast_arity:
+            # str, bool, None, 64-bit ints and finite floats are their own canonical form:
+            # the same bytes as the general path below, without its per-argument calls.
+            for value in args:
+                kind = type(value)
+                if kind in _PLAIN:
+                    continue
+                if kind is int:
+                    if _INT_MIN <= value <= _INT_MAX:
+                        continue
+                elif kind is float and _isfinite(value):
+                    continue
+                break
+            else:
+                raw = orjson.dumps(dict(zip(self.names, args)), option=_SORT_KEYS)
+                return f"{self.prefix}:{_blake2b(raw, digest_size=8).hexdigest()}"
         bound = self.bind(args, kwargs)
         parts: dict[str, Any] = {}
         for name, value in bound.items():

@@ -124,6 +124,9 @@ def test_the_seed_targets_are_the_thresholds() -> None:
         "HiercacheMemoryHigh",
         "HiercacheL2ErrorRatioHigh",
         "HiercacheL2Unavailable",
+        "HiercacheL2BreakerOpen",
+        "HiercacheWriteBehindDropping",
+        "HiercacheL2WritesRefused",
         "HiercacheTargetDown",
         "HiercacheMetricsAbsent",
     }
@@ -140,6 +143,19 @@ def test_the_seed_targets_are_the_thresholds() -> None:
     assert f"l2_lookups:rate5m >= {bundle.MIN_REQUEST_RATE}" in by_name["HiercacheL2HitRatioLow"]
     for_ = {a["alert"]: a["for"] for a in alerts()}
     assert for_["HiercacheHitRatioLow"] == "10m"
+    # L2 health: the breaker's gauge not closed (1 half-open, 2 open), any drop, any refusal
+    assert "hiercache_l2_breaker_state" in by_name["HiercacheL2BreakerOpen"]
+    assert by_name["HiercacheL2BreakerOpen"].endswith(") > 0")
+    assert (
+        "rate(hiercache_write_behind_dropped_total[5m])"
+        in (by_name["HiercacheWriteBehindDropping"])
+    )
+    assert "cache_drop_reason" in by_name["HiercacheWriteBehindDropping"]
+    assert (
+        'hiercache_l2_errors_total{error_type="write_refused"}'
+        in (by_name["HiercacheL2WritesRefused"])
+    )
+    assert (for_["HiercacheL2BreakerOpen"], for_["HiercacheL2WritesRefused"]) == ("2m", "5m")
 
 
 def load_tests() -> list[tuple[str, dict[str, Any]]]:

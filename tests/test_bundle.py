@@ -38,14 +38,15 @@ COUNTERS = {
     "l2_errors_total",
     "loads_total",
     "coalesced_total",
+    "write_behind_dropped_total",
 }
 HISTOGRAM = {"latency_seconds_bucket", "latency_seconds_count", "latency_seconds_sum"}
-GAUGES = {"entries", "size_bytes", "write_behind_queue_depth", "l2_up"}
+GAUGES = {"entries", "size_bytes", "write_behind_queue_depth", "l2_up", "l2_breaker_state"}
 
 #: Units the linter accepts that this dashboard has any use for.
 VALID_UNITS = {"none", "short", "percent", "percentunit", "bytes", "s", "ms", "ops", "reqps"}
 
-#: The panels issue #4 asks for (title: what it shows).
+#: The panels issues #4 and #8 (L2 health) ask for.
 REQUIRED_PANELS = {
     "Overall hit ratio",
     "L1 hit ratio",
@@ -61,7 +62,9 @@ REQUIRED_PANELS = {
     "L1 bytes per instance",
     "L2 errors by type",
     "L2 connection state",
+    "L2 circuit breaker",
     "Write-behind queue depth",
+    "Write-behind drops by reason",
     "Coalesced waits",
 }
 
@@ -257,6 +260,18 @@ def test_dashboard_has_the_panels_of_the_issue() -> None:
     assert memory["unit"] == "bytes"
     assert memory["thresholds"]["steps"][-1]["value"] == 500 * 1024 * 1024
     assert memory["custom"]["thresholdsStyle"]["mode"] == "line"
+    breaker = by_title["L2 circuit breaker"]
+    assert breaker["type"] == "stat"
+    mapped = breaker["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {v: m["text"] for v, m in mapped.items()} == {
+        "0": "closed",
+        "1": "half-open",
+        "2": "open",
+    }
+    (drops,) = by_title["Write-behind drops by reason"]["targets"]
+    assert (
+        "sum by (cache_drop_reason) (rate(hiercache_write_behind_dropped_total{" in (drops["expr"])
+    )
     for title in ("Latency p50 by tier", "Latency p95 by tier", "Latency p99 by tier"):
         (target,) = by_title[title]["targets"]
         assert "histogram_quantile" in target["expr"]

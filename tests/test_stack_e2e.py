@@ -194,6 +194,10 @@ def test_every_panel_query_returns_data(prometheus: Prometheus, demos: dict[str,
     assert "size" in reasons
     (state,) = results["L2 connection state/A"]
     assert state["value"][1] == "1"
+    (breaker,) = results["L2 circuit breaker/A"]
+    assert breaker["value"][1] == "0"  # closed
+    drops = {s["metric"]["cache_drop_reason"] for s in results["Write-behind drops by reason/A"]}
+    assert "queue_full" in drops  # exported (as zeros) before anything is dropped
     # Only the selected job and instance: the cold demo's series are filtered out.
     for result in results.values():
         for sample in result:

@@ -77,6 +77,12 @@ class BundleConfig:
     l2_error_ratio_warning: float = 0.05
     l2_error_ratio_for: str = "5m"
     l2_unavailable_for: str = "5m"
+    #: HiercacheL2BreakerOpen: the circuit breaker not closed (open or half-open) this long.
+    l2_breaker_open_for: str = "2m"
+    #: HiercacheWriteBehindDropping: write-behind writes given up, for this long.
+    write_behind_dropped_for: str = "1m"
+    #: HiercacheL2WritesRefused: Redis refusing writes (OOM, NOREPLICAS, MISCONF) this long.
+    l2_writes_refused_for: str = "5m"
     target_down_for: str = "5m"
     #: How recently a target must have exported hiercache metrics for TargetDown to fire.
     target_down_lookback: str = "1h"

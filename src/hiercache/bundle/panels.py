@@ -11,6 +11,7 @@ from typing import Literal
 
 from hiercache.bundle.config import BundleConfig
 from hiercache.bundle.promql import (
+    DROP_REASON,
     ERROR_TYPE,
     L1,
     L2,
@@ -241,6 +242,22 @@ def rows(config: BundleConfig) -> list[tuple[str, list[Panel]]]:
                 thresholds=((None, "red"), (1, "green")),
                 value_texts=(("0", ("unavailable", "red")), ("1", ("connected", "green"))),
             ),
+            Panel(
+                "stat",
+                "L2 circuit breaker",
+                "The L2 circuit breaker of each instance's cache: closed (0, Redis in use), "
+                "half-open (1, a background probe in flight) or open (2, Redis skipped after "
+                "timeouts, refused connections or a lost primary; also before the first probe). "
+                "While it is not closed every L1 miss goes to the backend.",
+                "none",
+                (Query(f"max by (instance, {NAME}) ({q.sel('l2.breaker.state')})", per),),
+                thresholds=((None, "green"), (1, "yellow"), (2, "red")),
+                value_texts=(
+                    ("0", ("closed", "green")),
+                    ("1", ("half-open", "yellow")),
+                    ("2", ("open", "red")),
+                ),
+            ),
         ]),
         ("Write path and coalescing", [
             Panel(
@@ -250,6 +267,22 @@ def rows(config: BundleConfig) -> list[tuple[str, list[Panel]]]:
                 "and cache. A depth that keeps growing means Redis cannot keep up with writes.",
                 "short",
                 (Query(f"sum by (instance, {NAME}) ({q.sel('write_behind.queue_depth')})", per),),
+            ),
+            Panel(
+                "timeseries",
+                "Write-behind drops by reason",
+                "L2 writes (and deferred deletes) given up per second, by reason: queue_full, "
+                "expired (outlived their TTL while Redis was down), shutdown, error, "
+                "deferred_overflow. Each one is a value other instances will not find in Redis. "
+                "Zero while nothing is lost.",
+                "ops",
+                (
+                    Query(
+                        f"sum by ({DROP_REASON}) ({q.rate('write_behind.dropped')})",
+                        f"{{{{{DROP_REASON}}}}}",
+                    ),
+                ),
+                stacked=True,
             ),
             Panel(
                 "timeseries",

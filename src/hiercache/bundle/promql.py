@@ -11,6 +11,8 @@ from typing import Final
 from hiercache.telemetry.catalogue import metric, prometheus_label
 
 __all__ = [
+    "DROP_REASON",
+    "ERROR_TYPE",
     "L1",
     "L2",
     "LEVEL",
@@ -27,6 +29,7 @@ __all__ = [
 NAME: Final = prometheus_label("cache.name")
 LEVEL: Final = prometheus_label("cache.level")
 REASON: Final = prometheus_label("cache.eviction.reason")
+DROP_REASON: Final = prometheus_label("cache.drop.reason")
 ERROR_TYPE: Final = prometheus_label("error.type")
 RESULT: Final = prometheus_label("cache.result")
 L1: Final = "l1_memory"

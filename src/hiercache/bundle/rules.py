@@ -18,6 +18,8 @@ from typing import Any
 
 from hiercache.bundle.config import BundleConfig
 from hiercache.bundle.promql import (
+    DROP_REASON,
+    ERROR_TYPE,
     L1,
     L2,
     LEVEL,
@@ -227,6 +229,7 @@ class _Rules:
                 f"{duration_words(c.l2_unavailable_for)}: it runs L1-only, so every L1 miss "
                 "goes to the backend.",
             ),
+            *self.l2_health_alerts(),
             self.alert(
                 "HiercacheTargetDown",
                 (
@@ -256,6 +259,53 @@ class _Rules:
                 "(every cache exports that series, with or without L2). Every instance is down "
                 "or unscraped, telemetry is off, or CACHE_METRICS_PREFIX differs from the prefix "
                 f"these rules were rendered for ({p}).",
+            ),
+        ]
+
+    def l2_health_alerts(self) -> list[Json]:
+        """The circuit breaker, write-behind drops and Redis refusing writes (OOM)."""
+        c, p, w = self.c, self.c.prefix, self.c.rate_window
+        on = "Cache {{ $labels.cache_name }} on instance {{ $labels.instance }} of job"
+        in_job = "cache {{ $labels.cache_name }} in job {{ $labels.job }}"
+        dropped = self.sel(series(p, "write_behind.dropped"))
+        refused = self.sel(series(p, "l2.errors"), f'{ERROR_TYPE}="write_refused"')
+        per_second = '{{ printf "%.2f" $value }}/s'
+        return [
+            self.alert(
+                "HiercacheL2BreakerOpen",
+                # 2 open, 1 half-open (a probe in flight), 0 closed: both non-zero states
+                # skip L2, and an outage alternates between them.
+                f"max by (job, instance, cache_name) ({self.sel(series(p, 'l2.breaker.state'))})"
+                " > 0",
+                c.l2_breaker_open_for,
+                "warning",
+                "Cache {{ $labels.cache_name }} on {{ $labels.instance }}: L2 circuit breaker open",
+                f"{on} {{{{ $labels.job }}}} has kept its L2 circuit breaker open (state "
+                "{{ $value }}: 2 open, 1 half-open) for "
+                f"{duration_words(c.l2_breaker_open_for)}: Redis timed out, refused connections "
+                "or lost its primary, so L2 is skipped and every L1 miss goes to the backend.",
+            ),
+            self.alert(
+                "HiercacheWriteBehindDropping",
+                f"sum by (job, cache_name, {DROP_REASON}) (rate({dropped}[{w}])) > 0",
+                c.write_behind_dropped_for,
+                "warning",
+                f"Cache {{{{ $labels.cache_name }}}} in {{{{ $labels.job }}}}: write-behind "
+                f"writes dropped ({{{{ $labels.{DROP_REASON} }}}})",
+                f"Write-behind writes of {in_job} have been given up at {per_second} (reason "
+                f"{{{{ $labels.{DROP_REASON} }}}}) for "
+                f"{duration_words(c.write_behind_dropped_for)}: those writes (or deferred "
+                "deletes) never reach Redis, so other instances miss them (or keep stale values).",
+            ),
+            self.alert(
+                "HiercacheL2WritesRefused",
+                f"sum by (job, cache_name) (rate({refused}[{w}])) > 0",
+                c.l2_writes_refused_for,
+                "warning",
+                "Cache {{ $labels.cache_name }} in {{ $labels.job }}: Redis refuses writes",
+                f"Redis has refused writes of {in_job} (OOM, NOREPLICAS or MISCONF) at "
+                f"{per_second} for {duration_words(c.l2_writes_refused_for)}. "
+                "Reads still work and l2_up stays 1, but new values stay in L1 only.",
             ),
         ]
 

@@ -1,4 +1,8 @@
-"""Spans: one per operation, inside the caller's trace, with tier, hit and events."""
+"""Spans: one per operation, inside the caller's trace, with tier, hit and events.
+
+An L1 hit inside a recording span makes no span of its own: it is counted on the caller's
+span, in its ``hiercache.l1.hits`` attribute (a child span per hit cost 20-37 us).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from hiercache import CacheConfig, HierarchicalCacheManager, cache_operation
 from otel_providers import Providers, install, unique_name
 
 PARENT = "request"
+L1_HITS = "hiercache.l1.hits"
 
 
 @pytest.fixture
@@ -77,7 +82,7 @@ MISS_TREE = [
     PARENT,
     [["hiercache.get", [["GET", []], ["hiercache.load", []], ["hiercache.set", [["SET", []]]]]]],
 ]
-L1_HIT_TREE = [PARENT, [["hiercache.get", []]]]
+L1_HIT_TREE = [PARENT, []]  # counted on the caller's span: hiercache.l1.hits
 L2_HIT_TREE = [PARENT, [["hiercache.get", [["GET", []]]]]]
 
 
@@ -98,13 +103,10 @@ def check_decorated_sequence(otel: Providers, m: HierarchicalCacheManager, key: 
     check_l2_client_span(only(miss, "GET"), "GET")
     check_l2_client_span(only(miss, "SET"), "SET")
 
-    get = only(hit, "hiercache.get")
-    assert dict(get.attributes or {}) == {
-        "cache.name": name,
-        "cache.hit": True,
-        "cache.level": "l1_memory",
-    }
-    assert get.events == ()
+    request = only(hit, PARENT)
+    assert dict(request.attributes or {}) == {L1_HITS: 1}
+    assert request.events == ()
+    assert L1_HITS not in dict(only(miss, PARENT).attributes or {})
 
     get = only(l2_hit, "hiercache.get")
     assert dict(get.attributes or {}) == {
@@ -176,8 +178,34 @@ async def test_plain_get_spans_set_hit_and_level_on_every_path(
             assert m.sync.get("absent") is None
     gets = [s for s in otel.spans(m.config.name) if s.name == "hiercache.get"]
     got = [(s.attributes or {}).get("cache.level") for s in gets]
-    assert got == ["l1_memory", "none", "l1_memory", "none"]
-    assert [(s.attributes or {}).get("cache.hit") for s in gets] == [True, False, True, False]
+    assert got == ["none", "none"]  # the two L1 hits made no span: they are counted
+    assert [(s.attributes or {}).get("cache.hit") for s in gets] == [False, False]
+    assert dict(only(otel.spans(), PARENT).attributes or {}) == {L1_HITS: 2}
+
+
+async def test_l1_hits_in_one_request_are_one_attribute_and_are_timed(
+    otel: Providers, redis_url: str
+) -> None:
+    """500 hits (more than the SDK's 128 events per span) through get, sync get and
+    get_or_load: one count on the request span, no child span, no event; and their
+    latency reaches the L1 latency histogram (sampled every 4th here)."""
+    async with HierarchicalCacheManager(config(redis_url, l1_latency_sample_every=4)) as m:
+        await m.set("k", 1)
+        otel.reader.get_metrics_data()  # a collection: earlier samples are flushed
+        with tracer().start_as_current_span(PARENT):
+            for _ in range(200):
+                assert await m.get("k") == 1
+            for _ in range(200):
+                assert m.sync.get("k") == 1
+            for _ in range(100):
+                assert await m.get_or_load("k", lambda: 2) == 1
+        latency = otel.values(m.config.name, "hiercache.latency")
+    assert [s.name for s in otel.spans()] == [PARENT]  # the set ran outside any span
+    request = only(otel.spans(), PARENT)
+    assert dict(request.attributes or {}) == {L1_HITS: 500}
+    assert request.events == ()
+    l1_gets = latency[frozenset({("cache.level", "l1_memory"), ("cache.operation", "get")})]
+    assert 100 <= l1_gets <= 130  # every 4th of 500 hits (the two fronts count apart)
 
 
 async def test_a_load_error_marks_the_load_span(otel: Providers, redis_url: str) -> None:
@@ -217,7 +245,7 @@ def events(span: ReadableSpan) -> list[tuple[str, dict[str, Any]]]:
     return [(e.name, dict(e.attributes or {})) for e in span.events]
 
 
-async def test_an_expired_entry_is_an_event_on_the_get_that_found_it(
+async def test_an_expired_entry_is_an_event_on_the_request_that_found_it(
     otel: Providers, redis_url: str
 ) -> None:
     clock = FakeClock()
@@ -228,10 +256,10 @@ async def test_an_expired_entry_is_an_event_on_the_get_that_found_it(
             assert await m.get("k") == 1  # L1 finds it expired; L2 answers, L1 gets it back
     get = only(otel.spans(m.config.name), "hiercache.get")
     assert dict(get.attributes or {})["cache.level"] == "l2_redis"
-    assert events(get) == [
-        eviction("expired"),
-        ("hiercache.promotion", {"cache.level": "l1_memory"}),
-    ]
+    # L1 is read before the get's span opens (a hit makes none), so the expiry found
+    # there is an event on the caller's span; the promotion is on the get's.
+    assert events(only(otel.spans(), PARENT)) == [eviction("expired")]
+    assert events(get) == [("hiercache.promotion", {"cache.level": "l1_memory"})]
 
 
 async def test_invalidated_entries_are_events_on_the_invalidate_span(
@@ -263,8 +291,7 @@ async def test_each_operation_has_its_span(otel: Providers, redis_url: str) -> N
         m.sync.close()
     mine = otel.spans(m.config.name)
     assert [s.name for s in sorted(mine, key=lambda s: s.start_time or 0)] == [
-        "hiercache.set",
-        "hiercache.get",
+        "hiercache.set",  # the get that follows is an L1 hit: counted on the parent
         "hiercache.get_many",
         "hiercache.delete",
         "hiercache.invalidate",

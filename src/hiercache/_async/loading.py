@@ -33,7 +33,6 @@ from hiercache.errors import LoadTimeoutError
 from hiercache.redis_tier import NOTHING, RedisCacheBackend
 from hiercache.resilience import LoadPolicy, StaleEntry
 from hiercache.stats import L1_HIT_GET
-from hiercache.telemetry import recording_span_active
 from hiercache.telemetry.instruments import HIT_L1, HIT_L2, MISSED
 from hiercache.validation import check_key
 
@@ -64,7 +63,16 @@ class AsyncLoader(AsyncWritePath):
         """The cached value of ``key``, or ``load()``'s result, cached. Concurrent callers
         share one load (single-flight). Exceptions propagate and are never cached. The
         keyword arguments override the settings of the same names for this call."""
-        if self._telemetry_on and (self._trace_all or recording_span_active()):
+        caller = self.telemetry.caller_span() if self._telemetry_on else None
+        l1_checked = False
+        if caller is not None and not force_refresh:
+            # A traced request: an L1 hit is counted on the caller's span, not a span.
+            entry = self._l1_lookup(key)
+            if entry is not None:
+                self.telemetry.note_l1_hit(caller)
+                return entry.value  # type: ignore[no-any-return]
+            l1_checked = True
+        if self._telemetry_on and (self._trace_all or caller is not None):
             span_cm = self.telemetry.span("hiercache.get", key, attributes=MISSED)
         elif not force_refresh:  # the hot path: an L1 hit needs nothing else
             entry = self.l1.get(key)
@@ -87,7 +95,9 @@ class AsyncLoader(AsyncWritePath):
         if span_cm is None:
             return await self._get_or_load(key, load, ttl_seconds, policy, force_refresh, None)
         with span_cm as span:
-            return await self._get_or_load(key, load, ttl_seconds, policy, force_refresh, span)
+            return await self._get_or_load(
+                key, load, ttl_seconds, policy, force_refresh, span, l1_checked
+            )
 
     async def _get_or_load(
         self,
@@ -97,10 +107,11 @@ class AsyncLoader(AsyncWritePath):
         policy: LoadPolicy,
         force_refresh: bool,
         span: Span | None,
+        l1_checked: bool = False,
     ) -> T:
         stale = None
         if not force_refresh:
-            entry = self.l1.get(key)
+            entry = None if l1_checked else self.l1.get(key)
             if entry is not None:
                 self._row.c[L1_HIT_GET] += 1
                 if span is not None:

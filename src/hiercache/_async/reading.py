@@ -42,7 +42,19 @@ class AsyncReadPath(AsyncLifecycle):
         return await self._get_below_l1(key, default)
 
     async def _get_observed(self, key: str, default: Any) -> Any:
-        """``get`` with its L1 latency sampled, or inside a span when tracing."""
+        """``get`` with its L1 latency sampled, or inside a span when tracing. Inside the
+        caller's recording span an L1 hit is counted on that span, not given its own."""
+        caller = self.telemetry.caller_span()
+        if caller is not None:
+            entry = self._l1_lookup(key)
+            if entry is not None:
+                self.telemetry.note_l1_hit(caller)
+                return entry.value
+            with self.telemetry.span("hiercache.get", key, attributes=MISSED) as span:
+                value = await self._get_below_l1(key, MISS)
+                if value is not MISS:
+                    span.set_attributes(HIT_L2)
+                return default if value is MISS else value
         if not self.telemetry.tracing():
             entry = self._timed_l1_get(key)
             if entry is not None:
@@ -60,6 +72,15 @@ class AsyncReadPath(AsyncLifecycle):
         if entry is not None:
             self._row.c[L1_HIT_GET] += 1
             self.telemetry.sample_l1(time.perf_counter() - started)
+        return entry
+
+    def _l1_lookup(self, key: str) -> Entry | None:
+        """An L1 lookup counted on a hit, its latency sampled when the countdown is due."""
+        if self._tick <= 0:
+            return self._timed_l1_get(key)
+        entry = self.l1.get(key)
+        if entry is not None:
+            self._row.c[L1_HIT_GET] += 1
         return entry
 
     async def _get_traced(self, key: str, span: Span) -> Any:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HIT_L1",
     "HIT_L2",
+    "L1_HITS_ATTRIBUTE",
     "L1_SAMPLES_PER_COLLECTION",
     "LATENCY_BUCKETS",
     "METER_NAME",
@@ -66,6 +67,11 @@ MISSED: Final[dict[str, AttributeValue]] = {"cache.hit": False, "cache.level": "
 HIT_L1: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L1}
 HIT_L2: Final[dict[str, AttributeValue]] = {"cache.hit": True, "cache.level": S.L2}
 _LATENCY: Final = catalogue.metric("latency").name
+#: Inside a recording span, an L1 hit makes no span of its own: it counts into this
+#: attribute of the caller's span (one attribute, however many hits: no event limit).
+L1_HITS_ATTRIBUTE: Final = "hiercache.l1.hits"
+#: The caller spans' hit counts, by span; ended spans are dropped once this many are kept.
+_SPAN_HITS_PRUNE_AT: Final = 1024
 _COMBINE: Final[dict[str, Callable[[Iterable[float]], float]]] = {
     "sum": sum,
     "min": min,
@@ -175,6 +181,18 @@ class _Instruments:
         return observe
 
 
+_span_hits: dict[Span, int] = {}
+_span_hits_limit = [_SPAN_HITS_PRUNE_AT]
+
+
+def _prune_span_hits() -> None:
+    """Forget the counts of ended spans (the rest stay: their requests are running)."""
+    for span in list(_span_hits):
+        if not span.is_recording():
+            _span_hits.pop(span, None)
+    _span_hits_limit[0] = max(_SPAN_HITS_PRUNE_AT, 2 * len(_span_hits))
+
+
 def _redis_instrumented() -> bool:
     """True when opentelemetry-instrumentation-redis already traces redis-py commands."""
     import redis.asyncio.client
@@ -245,6 +263,22 @@ class CacheTelemetry:
                 record(seconds, attrs)
 
     # -- spans -----------------------------------------------------------------------
+    def caller_span(self) -> Span | None:
+        """The caller's recording span, if telemetry is on and there is one."""
+        if not self.enabled:
+            return None
+        span: Span | None = current_context().get(SPAN_KEY)
+        return span if span is not None and span.is_recording() else None
+
+    def note_l1_hit(self, span: Span) -> None:
+        """Count an L1 hit on the caller's ``span`` (``hiercache.l1.hits``)."""
+        hits = _span_hits
+        count = hits.get(span, 0) + 1
+        hits[span] = count
+        span.set_attribute(L1_HITS_ATTRIBUTE, count)
+        if count == 1 and len(hits) > _span_hits_limit[0]:
+            _prune_span_hits()
+
     def tracing(self) -> bool:
         """Whether this operation gets spans: inside a recording span, or trace_all."""
         return self.enabled and (self.trace_all or recording_span_active())

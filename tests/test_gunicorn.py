@@ -35,7 +35,7 @@ from servers import free_port, wait_for_line
 
 APP = textwrap.dedent(
     """
-    import os, threading
+    import os, threading, time
     import redis
     from flask import Flask, jsonify, request
     from hiercache.contrib.flask import Hiercache
@@ -59,11 +59,19 @@ APP = textwrap.dedent(
 
     @app.get("/hold/<name>")
     def hold(name):  # parked until released; then, optionally, reads or writes a key
+        if "before" in request.args:  # a read before parking: an L1 copy
+            hc.cache.get(request.args["before"])
         control.rpush("entered", os.getpid())
         control.blpop([name], timeout=60)
         answer = dict(pid=os.getpid(), stats=hc.cache.get_statistics())
         if "read" in request.args:
             answer["value"] = hc.cache.get(request.args["read"])
+        if "await" in request.args:  # until the backplane drops the L1 copy (or 10 s)
+            key, wanted = request.args["await"].split("=")
+            deadline = time.monotonic() + 10
+            while hc.cache.get(key) != wanted and time.monotonic() < deadline:
+                threading.Event().wait(0.01)
+            answer["value"] = hc.cache.get(key)
         if "write" in request.args:
             hc.cache.set(request.args["write"], "x")
             hc.cache.flush()
@@ -237,6 +245,20 @@ def test_preloaded_app_used_before_fork_works_in_each_worker(
     assert first["threads"] != second["threads"]
     assert raw.get("hiercache:a") is not None
     assert raw.get("hiercache:b") is not None  # flush() went through in both workers
+
+
+def test_preloaded_workers_keep_l1_coherent_through_the_backplane(
+    start_gunicorn: Callable[..., Gunicorn], raw: redis.Redis
+) -> None:
+    """The master used the cache (and so subscribed to the backplane) before the fork:
+    each worker must subscribe on its own, or it never hears of the other's writes."""
+    web = start_gunicorn("--preload", env={"TEST_USE_BEFORE_FORK": "1"})
+    web.get("/set/shared/v1")
+    parked, wrote = web.on_the_other_worker(
+        lambda: web.get("/set/shared/v2"), after="before=shared&await=shared=v2"
+    )
+    assert parked["pid"] != wrote["pid"]
+    assert parked["value"] == "v2"  # its L1 copy of v1 was dropped by the backplane
 
 
 def test_metrics_of_every_worker_reach_prometheus(

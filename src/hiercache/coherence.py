@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +37,8 @@ log = logging.getLogger("hiercache")
 #: Remembered recent invalidations (for no-resurrection checks), by key and by pattern.
 RECENT_KEYS: Final = 10_000
 RECENT_PATTERNS: Final = 64
+#: Every cache's coherence, so a forked child can subscribe on its own (``_after_fork``).
+_ALL: weakref.WeakSet[Coherence] = weakref.WeakSet()
 
 
 def _everything(key: str) -> bool:
@@ -56,12 +60,26 @@ class Coherence:
         self._lock = threading.Lock()
         self._down_timer: threading.Timer | None = None
         self.subscriber: Subscriber | None = None
+        self._make_client: Callable[[], Any] | None = None
+        _ALL.add(self)
 
     # -- subscription ----------------------------------------------------------------------
     def start(self, make_client: Callable[[], Any]) -> None:
+        self._make_client = make_client
         if self.subscriber is None:
             self.subscriber = Subscriber.for_client(self.core.config.redis_target, make_client)
             self.subscriber.add(self.channel, self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (``gunicorn --preload``): a new origin (siblings forked from
+        one parent must not take each other's messages for their own), and, as the parent's
+        subscriber thread does not exist here, a subscription of the child's own."""
+        self.origin = secrets.token_hex(8)
+        self._lock = threading.Lock()
+        self._down_timer = None
+        if self.subscriber is not None and self._make_client is not None:
+            self.subscriber = None
+            self.start(self._make_client)
 
     def stop(self) -> None:
         if self.subscriber is not None:
@@ -171,3 +189,11 @@ class Coherence:
         if len(self._recent_keys) >= RECENT_KEYS and oldest_key > epoch:
             return True
         return any(at > epoch and match(key) for at, match in patterns)
+
+
+def _after_fork_in_child() -> None:
+    for coherence in list(_ALL):
+        coherence._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

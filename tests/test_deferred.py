@@ -187,7 +187,7 @@ async def test_drops_and_deferrals_are_exported_as_metrics(
             name=name,
             telemetry_enabled=True,
             write_behind_queue_size=2,
-            l2_deferred_max_size=1,
+            l2_deferred_max_size=4,
         ),
         clock=clock,
     )
@@ -196,15 +196,22 @@ async def test_drops_and_deferrals_are_exported_as_metrics(
         await m.initialize()
         await open_breaker(m, redis_proxy, watch)
         for i in range(5):
-            await m.set(f"k{i}", i)  # 3 dropped: queue_full
-        await m.delete("k3")
-        await m.invalidate_pattern("x*")  # the delete is dropped: deferred_overflow
+            await m.set(f"k{i}", i)  # 3 dropped (queue_full), each keeps a delete of its key
+        await m.delete("k3")  # the 4th kept delete
+        await m.invalidate_pattern("x*")  # one more than 4: the oldest (k0) is dropped
         dropped = providers.values(name, "hiercache.write_behind.dropped")
         assert dropped[frozenset({("cache.drop.reason", "queue_full")})] == 3
         assert dropped[frozenset({("cache.drop.reason", "deferred_overflow")})] == 1
         deferred = providers.values(name, "hiercache.l2.deferred")
-        assert deferred[frozenset({("cache.operation", "delete")})] == 1
+        assert deferred[frozenset({("cache.operation", "delete")})] == 4
         assert deferred[frozenset({("cache.operation", "invalidate")})] == 1
+        assert m.core.deferred is not None
+        assert m.core.deferred.kept() == [
+            ("delete", "k1"),
+            ("delete", "k2"),
+            ("delete", "k3"),
+            ("invalidate", "x*"),
+        ]
         s = await m.get_statistics()
         assert s["write_behind"]["dropped"] == 4
     finally:

@@ -381,6 +381,7 @@ async def test_writes_made_during_an_outage_arrive_after_recovery_with_their_ori
         assert m.write_behind is not None
         await m.set("before", 0)
         await m.set("doomed", 0)
+        await m.set("short", "old", ttl_seconds=3600)
         assert await m.write_behind.aflush()
         assert stored(raw, "before") == 0
         await open_breaker(m, redis_proxy, watch)
@@ -409,7 +410,7 @@ async def test_writes_made_during_an_outage_arrive_after_recovery_with_their_ori
         # with PX 60000; Redis' own clock has run a little since). Re-sent with the full
         # TTL, it would read 100 s.
         assert 50_000 <= raw.pttl(PREFIX + "held:0") <= 60_000
-        assert stored(raw, "short") is MISS
+        assert stored(raw, "short") is MISS  # expired: and "old" must not outlive it
         assert stored(raw, "dup") == "new"
         assert stored(raw, "gone") is MISS
         assert stored(raw, "doomed") is MISS
@@ -417,7 +418,7 @@ async def test_writes_made_during_an_outage_arrive_after_recovery_with_their_ori
         s = await m.get_statistics()
         assert s["write_behind"]["dropped_by_reason"]["expired"] == 1
         assert s["write_behind"]["dropped"] == 1
-        assert s["deferred"]["delete"] == 2
+        assert s["deferred"]["delete"] == 3  # doomed, gone, and the expired short
     finally:
         await m.close()
     # one line when writes start being held, one for the expired write: none per batch
@@ -464,13 +465,14 @@ async def test_drops_are_summarised_at_most_once_a_minute(
 async def test_set_never_blocks_on_a_full_queue_with_redis_blackholed(
     redis_proxy: TcpProxy, api: str
 ) -> None:
-    """The old full-queue rule wrote directly and waited for Redis: 0.5 s per set here."""
+    """The old full-queue rule flushed and wrote directly, so a set waited for Redis: at
+    least the 1 s operation timeout here. The margins allow for a loaded test machine."""
     m = HierarchicalCacheManager(
         CacheConfig(
             redis_url=redis_proxy.url,
             write_behind_queue_size=100,
             write_behind_batch_size=10,
-            l2_operation_timeout_seconds=0.5,
+            l2_operation_timeout_seconds=1.0,
             write_behind_drain_seconds=0,
             telemetry_enabled=False,
         )
@@ -479,15 +481,17 @@ async def test_set_never_blocks_on_a_full_queue_with_redis_blackholed(
         await m.initialize()
         m.sync.initialize()
         redis_proxy.blackhole()
-        slowest = 0.0
+        took = []
         for i in range(1_000):
             started = time.perf_counter()
             if api == "async":
                 await m.set(f"k{i}", i)
             else:
                 m.sync.set(f"k{i}", i)
-            slowest = max(slowest, time.perf_counter() - started)
-        assert slowest < 0.05, slowest  # an order of magnitude below one timeout
+            took.append(time.perf_counter() - started)
+        took.sort()
+        assert took[500] < 0.005, took[500]  # the median set: microseconds, not a timeout
+        assert took[-1] < 0.5, took[-1]  # none waited for the 1 s timeout
         s = await m.get_statistics()
         assert s["write_behind"]["dropped_by_reason"]["queue_full"] >= 1_000 - 100 - 10
         assert s["write_behind"]["dropped"] == m.write_behind.dropped  # type: ignore[union-attr]

@@ -4,7 +4,10 @@ While the breaker is open (or a delete's round trip failed), ``delete`` and
 ``invalidate_pattern`` clear L1 and record the operation here: deduplicated, in order,
 bounded by ``l2_deferred_max_size`` (beyond it the oldest is dropped and counted,
 ``{prefix}.write_behind.dropped{cache.drop.reason="deferred_overflow"}``). Each is counted
-in ``{prefix}.l2.deferred`` by ``cache.operation`` (delete, invalidate).
+in ``{prefix}.l2.deferred`` by ``cache.operation`` (delete, invalidate). A write-behind write
+given up (``queue_full``, ``expired``, ``error``) and a write-through write that could not
+reach Redis keep a delete of their key here too, so an older value in Redis cannot outlive
+them.
 
 When the breaker closes, a background thread applies them on the sync client (so an
 asyncio application and a threaded one behave alike); the write-behind flusher also
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from itertools import islice
 from typing import Literal
 
 from hiercache import stats as S
@@ -31,6 +35,8 @@ log = logging.getLogger("hiercache")
 Kind = Literal["delete", "invalidate"]
 #: One kept operation: ("delete", key) or ("invalidate", pattern).
 Deferred = tuple[Kind, str]
+#: Kept deletes in a row are applied together, this many keys to one UNLINK.
+DELETE_BATCH = 500
 
 
 class DeferredStore:
@@ -94,40 +100,47 @@ class DeferredStore:
             thread.join(timeout)
 
     def apply(self) -> bool:
-        """Apply every kept operation, oldest first, on the sync client. True when none is
-        left; stops at the first outage (what is left waits for the next recovery)."""
+        """Apply every kept operation, oldest first, on the sync client (deletes in a row
+        share one UNLINK). True when none is left; stops at the first outage (what is left
+        waits for the next recovery)."""
         with self._apply_lock:
             applied = 0
             while True:
                 with self._lock:
                     if not self._ops:
                         break
-                    op, generation = next(iter(self._ops.items()))
-                error = self._apply_one(op)
+                    batch = list(islice(self._ops.items(), DELETE_BATCH))
+                if batch[0][0][0] == "delete":
+                    batch = _leading_deletes(batch)
+                    error = self._delete([key for (_, key), _ in batch])
+                else:
+                    batch = batch[:1]
+                    error = self._invalidate(batch[0][0][1])
                 if error in OUTAGE_ERRORS:
                     return False
                 with self._lock:
-                    if self._ops.get(op) == generation:  # not re-added meanwhile
-                        del self._ops[op]
+                    for op, generation in batch:
+                        if self._ops.get(op) == generation:  # not re-added meanwhile
+                            del self._ops[op]
                 if error is not None:
-                    self.summary.dropped("error")
+                    self.summary.dropped("error", len(batch))
                 else:
-                    applied += 1
+                    applied += len(batch)
             if applied:
                 log.info("hiercache: applied %d deferred deletes and invalidations", applied)
             return True
 
-    def _apply_one(self, op: Deferred) -> str | None:
+    def _delete(self, keys: list[str]) -> str | None:
+        removed, error = self.backend.attempt(self.backend.op_delete(keys))
+        if error is None:
+            self.stats.add(S.EVICTION[S.L2, "deleted"], removed)
+        return error
+
+    def _invalidate(self, pattern: str) -> str | None:
         l2 = self.backend
-        kind, target = op
-        if kind == "delete":
-            removed, error = l2.attempt(l2.op_delete([target]))
-            if error is None:
-                self.stats.add(S.EVICTION[S.L2, "deleted"], removed)
-            return error
         cursor = 0
         while True:
-            (cursor, found), error = l2.attempt(l2.op_scan(cursor, target))
+            (cursor, found), error = l2.attempt(l2.op_scan(cursor, pattern))
             if error is not None:
                 return error
             if found:
@@ -137,3 +150,11 @@ class DeferredStore:
                 self.stats.add(S.EVICTION[S.L2, "invalidated"], removed)
             if cursor == 0:
                 return None
+
+
+def _leading_deletes(batch: list[tuple[Deferred, int]]) -> list[tuple[Deferred, int]]:
+    """The deletes at the head of ``batch``, up to its first invalidation."""
+    for i, ((kind, _), _) in enumerate(batch):
+        if kind != "delete":
+            return batch[:i]
+    return batch

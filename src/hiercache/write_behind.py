@@ -14,6 +14,9 @@
 - **Ordering.** Deletes and invalidations ``cancel`` queued writes of their keys, so a held
   write never resurrects a key deleted after it; deletes and invalidations kept during an
   outage (``deferred.py``) are applied before any held write is sent.
+- **No stale value.** A write dropped for ``queue_full``, ``expired`` or ``error`` leaves a
+  delete of its key in the deferred store: the older value Redis may hold for that key must
+  not outlive the newer one that was given up.
 - ``flush()`` is a barrier for the writes queued before it; while L2 is down it returns
   early (False) instead of waiting for the outage to end. ``close()`` drains for at most
   ``drain_seconds`` (``write_behind_drain_seconds``): what is left is dropped (reason
@@ -185,8 +188,7 @@ class WriteBehindQueue:
         with self._cond:
             self._seq += 1
             if self._pending.pop(key, None) is None and len(self._pending) >= self.maxsize:
-                self._pending.popitem(last=False)
-                self.summary.dropped("queue_full")
+                self._given_up("queue_full", [self._pending.popitem(last=False)[0]])
             self._pending[key] = _Write(payload, deadline, self._seq)
             self._cond.notify_all()
 
@@ -277,8 +279,6 @@ class WriteBehindQueue:
             batch = self._next_batch()
             if batch is None:
                 return
-            if self.deferred is not None and self.deferred.pending:
-                self.deferred.apply()  # deletes kept during an outage go first
             rows: list[Row] = []
             now = self.clock()
             expired = []
@@ -288,8 +288,14 @@ class WriteBehindQueue:
                     expired.append(key)
                 else:
                     rows.append((key, write.payload, remaining))
+            if expired:
+                with self._cond:
+                    gone = [k for k in expired if self._inflight.pop(k, None)]
+                    self._given_up("expired", gone)
+            if self.deferred is not None and self.deferred.pending:
+                self.deferred.apply()  # deletes kept during an outage go first
             error = self._send_safely(rows) if rows else None
-            self._settle(expired, error)
+            self._settle(error)
 
     def _next_batch(self) -> list[tuple[str, _Write]] | None:
         """Wait until there is something to send and L2 is up; take a batch. None: stop."""
@@ -325,13 +331,9 @@ class WriteBehindQueue:
                 log.exception("hiercache: a write-behind batch failed")
             return "error"
 
-    def _settle(self, expired: list[str], error: str | None) -> None:
-        """After a send: forget what went (or expired); put an outage's batch back."""
+    def _settle(self, error: str | None) -> None:
+        """After a send: forget what went; put an outage's batch back."""
         with self._cond:
-            gone = 0
-            for key in expired:
-                gone += self._inflight.pop(key, None) is not None
-            self.summary.dropped("expired", gone)
             if error is None:
                 self._inflight.clear()
                 if self._holding:
@@ -346,14 +348,21 @@ class WriteBehindQueue:
                 self._inflight.clear()
                 self._pending = OrderedDict([*back, *self._pending.items()])
                 excess = len(self._pending) - self.maxsize
-                for _ in range(max(0, excess)):
-                    self._pending.popitem(last=False)
-                self.summary.dropped("queue_full", excess)
+                self._given_up(
+                    "queue_full", [self._pending.popitem(last=False)[0] for _ in range(excess)]
+                )
             else:
-                self.summary.dropped("error", len(self._inflight.keys() - self._cancelled))
+                self._given_up("error", list(self._inflight.keys() - self._cancelled))
                 self._inflight.clear()
             self._cancelled.clear()
             self._cond.notify_all()
+
+    def _given_up(self, reason: str, keys: list[str]) -> None:
+        """Count dropped writes; keep a delete of each key (see "No stale value")."""
+        self.summary.dropped(reason, len(keys))
+        if self.deferred is not None:
+            for key in keys:
+                self.deferred.delete(key)
 
     def _send(self, rows: list[Row]) -> str | None:
         """One pipelined batch; returns the failure's ``error.type``, None if it went.

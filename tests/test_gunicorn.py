@@ -47,15 +47,16 @@ APP = textwrap.dedent(
     hc = Hiercache(app)
     control = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
 
-    def hiercache_threads():
-        return sorted(t.native_id for t in threading.enumerate()
-                      if t.name == "hiercache-write-behind")
+    def hiercache_threads(name="hiercache-write-behind"):
+        return sorted(t.native_id for t in threading.enumerate() if t.name == name)
 
-    PARENT = {"pid": os.getpid(), "threads": []}
+    PARENT = {"pid": os.getpid(), "threads": [], "warmers": []}
     if os.environ.get("TEST_USE_BEFORE_FORK"):  # with --preload: runs in the master
         hc.cache.set("preloaded", "yes")
         assert hc.cache.get("preloaded") == "yes"
+        hc.cache.register_warmer(["warm"], str.upper)  # a background warming thread
         PARENT["threads"] = hiercache_threads()
+        PARENT["warmers"] = hiercache_threads("hiercache-background")
 
     @app.get("/hold/<name>")
     def hold(name):  # parked until released; then, optionally, reads or writes a key
@@ -75,14 +76,16 @@ APP = textwrap.dedent(
         if "write" in request.args:
             hc.cache.set(request.args["write"], "x")
             hc.cache.flush()
-            answer.update(threads=hiercache_threads(), parent=PARENT)
+            answer.update(threads=hiercache_threads(), parent=PARENT,
+                          warmers=hiercache_threads("hiercache-background"))
         return jsonify(answer)
 
     @app.get("/set/<key>/<value>")
     def set_(key, value):
         hc.cache.set(key, value)
         hc.cache.flush()
-        return jsonify(pid=os.getpid(), threads=hiercache_threads(), parent=PARENT)
+        return jsonify(pid=os.getpid(), threads=hiercache_threads(), parent=PARENT,
+                       warmers=hiercache_threads("hiercache-background"))
 
     @app.get("/get/<key>")
     def get(key):
@@ -243,6 +246,11 @@ def test_preloaded_app_used_before_fork_works_in_each_worker(
         assert len(answer["threads"]) == 1  # its own flusher, started after the fork ...
         assert not parent_threads & set(answer["threads"])  # ... not the master's
     assert first["threads"] != second["threads"]
+    parent_warmers = set(first["parent"]["warmers"])
+    assert len(parent_warmers) == 1  # the master's background warmer ...
+    for answer in (first, second):  # ... runs on in each worker, in a thread of its own
+        assert len(answer["warmers"]) == 1
+        assert not parent_warmers & set(answer["warmers"])
     assert raw.get("hiercache:a") is not None
     assert raw.get("hiercache:b") is not None  # flush() went through in both workers
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -155,6 +157,15 @@ class SyncBackground:
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._run: Callable[[], Any] | None = None
+        _BACKGROUNDS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (``gunicorn --preload``): the parent's thread does not exist
+        here; a loop that was running runs on in a thread of the child's own."""
+        self._stop = threading.Event()
+        if self._thread is not None and self._run is not None:
+            self.start(self._run)
 
     @property
     def running(self) -> bool:
@@ -165,6 +176,7 @@ class SyncBackground:
         return self._stop.is_set()
 
     def start(self, run: Callable[[], Any]) -> None:
+        self._run = run
         self._stop.clear()
         self._thread = threading.Thread(target=run, name="hiercache-background", daemon=True)
         self._thread.start()
@@ -178,3 +190,15 @@ class SyncBackground:
             if self._thread is not threading.current_thread():
                 self._thread.join()
             self._thread = None
+
+
+#: Every background loop, so a forked child can restart them (``SyncBackground._after_fork``).
+_BACKGROUNDS: weakref.WeakSet[SyncBackground] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for background in list(_BACKGROUNDS):
+        background._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

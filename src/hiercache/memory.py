@@ -101,6 +101,8 @@ class MemoryTier:
         self._advisor = SizeAdvisor(max_entries) if advisor else None
         self._advice: deque[str] = deque(maxlen=ADVICE_BUFFER_SIZE)
         self._advise: Callable[[str], object] = self._advice.append if advisor else _NO_TOUCH
+        self._misses = 0
+        self._exact_lru = strategy is CacheStrategy.LRU
 
     def __len__(self) -> int:
         return len(self._data)
@@ -118,20 +120,22 @@ class MemoryTier:
 
     def get(self, key: str) -> Entry | None:
         # Lock-free read: dict lookups are atomic and entries are never mutated. The access
-        # is buffered (a lossy ring, as Caffeine does) and replayed into the policy under
-        # the lock by the next write, so a hit never waits for a writer.
+        # reaches the policy by its ReadMode (module docstring) and the advisor through its
+        # ring, so a hit never waits for a writer.
         try:
             entry = self._data.get(key)
         except TypeError:  # unhashable: never stored; the caller's key check names it
             return None
         if entry is None:
             self._advise(key)
+            self._misses += 1  # not atomic: a lost increment only nudges an estimate
             return None
         if entry.expires_at <= self.clock():
             with self._lock:
                 if self._data.get(key) is entry:
                     self._remove(key, EvictionReason.EXPIRED)
             self._advise(key)
+            self._misses += 1
             return None
         try:
             self._touch(key)
@@ -143,13 +147,19 @@ class MemoryTier:
     def what_if(self) -> dict[int, float]:
         """Estimated L1 hit ratio (0..1) at 1/2, 1, 2, 4 and 8 x ``max_entries``.
 
-        Keys are capacities in entries; empty when the advisor is switched off.
+        Keys are capacities in entries; empty when the advisor is switched off. For ``lru``
+        it is SHARDS' estimate of the LRU curve; for the other strategies that curve moved
+        to pass through the tier's own hit ratio (``SizeAdvisor.what_if``).
         """
-        if self._advisor is None:
+        advisor = self._advisor
+        if advisor is None:
             return {}
         with self._lock:
             self._drain_reads(advice_batch=1)
-            return self._advisor.what_if()
+            if self._exact_lru or not advisor.reads:
+                return advisor.what_if()
+            observed = max(0.0, 1.0 - self._misses / advisor.reads)
+            return advisor.what_if(observed)
 
     def _buffer_read(self, key: str) -> None:
         """An exact buffer: the read that fills it replays it, if no writer holds the lock."""

@@ -568,7 +568,15 @@ async def test_statistics_of_a_scripted_scenario(redis_url: str) -> None:
             0,
         )
         assert l2["evictions"] == {"size": 0, "expired": 0, "deleted": 1, "invalidated": 0}
-        assert s["write_behind"] == {"enabled": False, "queue_depth": 0, "dropped": 0}
+        assert s["write_behind"] == {
+            "enabled": False,
+            "queue_depth": 0,
+            "dropped": 0,
+            "dropped_by_reason": dict.fromkeys(
+                ("queue_full", "expired", "shutdown", "error", "deferred_overflow"), 0
+            ),
+        }
+        assert s["deferred"] == {"delete": 0, "invalidate": 0}
 
         assert await m.clear() == 1  # b
         s = await m.get_statistics()

@@ -8,8 +8,8 @@ import pytest
 
 from fakes import FakeClock
 from hiercache import CacheStrategy, EvictionReason
-from hiercache.memory import ENTRY_OVERHEAD_BYTES, MemoryTier
 from hiercache.adaptive import AdaptivePolicy
+from hiercache.memory import ENTRY_OVERHEAD_BYTES, MemoryTier
 from hiercache.policies import (
     FIFOPolicy,
     LFUPolicy,

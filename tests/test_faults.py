@@ -211,6 +211,8 @@ async def test_blackhole_under_load(redis_proxy: TcpProxy, redis_url: str, api: 
     errors = (await m.get_statistics())["l2_redis"]["errors"]
     assert errors["timeout"] >= m.config.l2_breaker_failures
     assert m.core.health.opened >= 1
+    # every opening is counted (the l2.breaker.openings counter)
+    assert m.stats.total("l2_breaker_openings") == m.core.health.opened
 
 
 def test_breaker_state_gauge_reads_open_until_the_first_ping() -> None:
@@ -363,6 +365,7 @@ async def test_readonly_replica_is_topology_opens_the_breaker_and_reconnects() -
                 assert proxy.accepted >= before + failures - 2
                 await m.set("ro:last", 0)
                 assert health.state is not L2State.CLOSED  # the breaker opened
+                assert m.stats.total("l2_breaker_openings") == 1
                 assert l2_up(m, "async") == (0, False)
                 stats = await m.get_statistics()
                 assert stats["l2_redis"]["errors"]["topology"] == failures

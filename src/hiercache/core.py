@@ -120,6 +120,7 @@ class CacheCore:
             failures=config.l2_breaker_failures,
             open_seconds=config.l2_breaker_open_seconds,
             clock=clock,
+            on_open=lambda: self.stats.add(S.L2_BREAKER_OPENED),
         )
         self.l2: RedisCacheBackend | None = None
         self.write_behind: WriteBehindQueue | None = None

@@ -64,6 +64,7 @@ class L2Health:
         failures: int = 5,
         open_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.target = target  # safe to log: redis_target holds no credentials
         self.name = name
@@ -73,6 +74,7 @@ class L2Health:
         self.state = L2State.STARTING
         self.consecutive_failures = 0
         self.opened = 0  # how many times the breaker has opened
+        self._on_open = on_open  # counts openings (the l2.breaker.openings counter)
         self._opened_at = 0.0
         self._ever_closed = False
         self._lock = threading.Lock()
@@ -156,6 +158,8 @@ class L2Health:
             if state is L2State.OPEN:
                 self._opened_at = self.clock()
                 self.opened += 1
+                if self._on_open is not None:
+                    self._on_open()
             elif state is L2State.CLOSED:
                 self._ever_closed = True
             self._changed.notify_all()

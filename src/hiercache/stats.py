@@ -83,6 +83,8 @@ BACKPLANE_RESYNC: Final = _layout.add("backplane_resyncs")
 #: L2 writes given up, by reason (the attribute is ``drop_reason``: ``reason`` is eviction's).
 WB_DROPPED: Final = {r: _layout.add("write_behind_dropped", drop_reason=r) for r in DROP_REASONS}
 DEFERRED: Final = {op: _layout.add("l2_deferred", operation=op) for op in DEFERRED_OPERATIONS}
+#: Times the L2 circuit breaker opened (``health.py``): a flapping breaker shows here.
+L2_BREAKER_OPENED: Final = _layout.add("l2_breaker_openings")
 SLOTS: Final = tuple(_layout.slots)
 
 L1_HIT_GET: Final = HIT[L1, "get"]

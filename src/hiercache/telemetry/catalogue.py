@@ -279,6 +279,14 @@ METRICS: Final[tuple[Metric, ...]] = (
         "backplane_resyncs",
     ),
     Metric(
+        "l2.breaker.openings",
+        _C,
+        "{opening}",
+        "Times the L2 circuit breaker opened: Redis stopped answering, or was down at start",
+        (_NAME,),
+        "l2_breaker_openings",
+    ),
+    Metric(
         "latency",
         _H,
         "s",

@@ -113,6 +113,7 @@ def test_with_redis_cut_off_the_drain_is_bounded_and_what_is_left_is_counted(
     assert "1000 write-behind writes not sent at shutdown" in err
     assert "(1000 writes left unsent)" in err
     assert err.count("not sent at shutdown") == 1
+    assert "shutdown=" not in err  # one line, not also a drop summary
     assert count_keys(raw) == 0
 
 

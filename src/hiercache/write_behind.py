@@ -258,7 +258,7 @@ class WriteBehindQueue:
             self._thread = None
             self._cond.notify_all()
         if left:
-            self.summary.dropped("shutdown", left)
+            self.stats.add(S.WB_DROPPED["shutdown"], left)  # logged just below, once
             log.warning(
                 "hiercache: %d write-behind writes not sent at shutdown: L2 at %s did not "
                 "take them within %gs",

@@ -75,7 +75,8 @@ async def decorator_cases(url: str) -> tuple[list[Case], list[Row]]:
             timed_async(floor),
             "cachetools LRUCache in a coroutine",
             6.0,
-            HIT_N,
+            HIT_N // 2,
+            base_n=HIT_N,
         )
     ]
     rows: list[Row] = []
@@ -100,8 +101,9 @@ async def decorator_cases(url: str) -> tuple[list[Case], list[Row]]:
             timed_async(lambda: profile_cashews("ada", 3, True)),
             "cashews @cache (mem://)",
             15.0,
-            HIT_N // 4,
+            HIT_N // 2,
             higher_is_better=True,
+            base_n=HIT_N // 20,
         )
     )
     return cases, rows

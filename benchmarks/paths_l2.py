@@ -23,6 +23,15 @@ KEYS = 2_000
 TTL = 3600
 POOL = 64  # hiercache's default redis_max_connections: the raw clients get the same
 CONCURRENCY = 50
+#: The rows this module measures (the suite starts the fixture only if one is wanted).
+PATHS = (
+    "L2 get, async (decode + promotion)",
+    "L2 get, sync (decode + promotion)",
+    f"{CONCURRENCY} concurrent L2 gets (throughput, x raw)",
+    "get_many of 100 keys (L1 misses)",
+    "set_many of 100 (write-through)",
+    "write-through set",
+)
 
 
 def value(i: int) -> dict[str, Any]:

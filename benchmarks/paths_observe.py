@@ -49,6 +49,7 @@ async def traced_case(url: str) -> Case:
         "cachetools LRUCache in a coroutine",
         20.0,
         HIT_N // 4,
+        base_n=HIT_N,
     )
 
 
@@ -123,5 +124,6 @@ async def statistics_case(url: str) -> Case:
         base,
         "cachetools LRUCache in a coroutine",
         40.0,
-        2_000,
+        1_000,
+        base_n=HIT_N,
     )

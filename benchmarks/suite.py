@@ -75,7 +75,7 @@ async def measure(url: str, metrics_url: str, only: list[str], rounds: int | Non
     rows.extend(r for r in skipped_rows if wanted(r.path))
     await run([await paths_observe.traced_case(url), await paths_observe.statistics_case(url)])
     await run([paths_l1.memory_case(), *paths_l1.insert_cases()])
-    if any(wanted(p) for p in ("L2", "get_many", "set_many", "set")):
+    if any(wanted(p) for p in paths_l2.PATHS):
         fx = paths_l2.Fixture(url)
         try:
             await fx.fill()

@@ -371,6 +371,15 @@ async def test_readonly_replica_is_topology_opens_the_breaker_and_reconnects() -
                 assert stats["l2_redis"]["errors"]["topology"] == failures
                 assert stats["l2_redis"]["errors"]["other"] == 0
 
+                # Still a replica: the probe's PING answers on the new connection (a replica
+                # does), so the breaker closes after l2_breaker_open_seconds, and the next
+                # writes hit READONLY and open it again: it flaps, and each opening counts.
+                await until(lambda: health.state is L2State.CLOSED, "the probe to close it")
+                for i in range(failures):
+                    await m.set(f"ro-again:{i}", i)
+                assert health.state is not L2State.CLOSED
+                assert m.stats.total("l2_breaker_openings") == 2
+
                 # The primary is back (promoted again): the prober finds it, writes land.
                 raw.replicaof("NO", "ONE")
                 back_after = await until(lambda: health.state is L2State.CLOSED, "closed")

@@ -15,12 +15,17 @@ pytest.importorskip("django", reason="the django extra is not installed")
 RUNNER = Path(__file__).parent / "django_cache" / "run_suite.py"
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"write_behind": True}],
+    ids=["defaults (write-through)", "write-behind"],
+)
 def test_django_base_cache_tests_pass(
-    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    options: dict[str, object], redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result_file = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, str(RUNNER), redis_url, str(result_file)],
+        [sys.executable, str(RUNNER), redis_url, str(result_file), json.dumps(options)],
         capture_output=True,
         text=True,
         timeout=180,

@@ -1,6 +1,7 @@
 """Run Django's own cache-backend tests (``BaseCacheTests``) against ``HiercacheCache``.
 
-Usage: ``python run_suite.py REDIS_URL RESULT_JSON``. Run in a subprocess of its own
+Usage: ``python run_suite.py REDIS_URL RESULT_JSON [OPTIONS_JSON]`` (the backend's
+``OPTIONS``, e.g. ``{"write_behind": true}``). Run in a subprocess of its own
 (``tests/test_django_suite.py``): it configures Django's settings for the whole process.
 
 ``BaseCacheTests`` is not in Django's wheel: the source release of the installed Django
@@ -83,7 +84,7 @@ def configure(redis_url: str) -> None:
     django.setup()
 
 
-def main(redis_url: str, result_path: str) -> int:
+def main(redis_url: str, result_path: str, options: dict[str, object]) -> int:
     with tempfile.TemporaryDirectory(prefix="hiercache-django-") as tmp:
         sys.path.insert(0, str(extract_cache_tests(django_sdist(), Path(tmp))))
         configure(redis_url)
@@ -91,7 +92,11 @@ def main(redis_url: str, result_path: str) -> int:
         from django.test import TestCase, override_settings
         from django.test.runner import DiscoverRunner
 
-        base = {"BACKEND": "hiercache.contrib.django.HiercacheCache", "LOCATION": redis_url}
+        base = {
+            "BACKEND": "hiercache.contrib.django.HiercacheCache",
+            "LOCATION": redis_url,
+            "OPTIONS": options,
+        }
 
         @override_settings(
             CACHES=caches_setting_for_tests(base=base, exclude={"cull", "zero_cull"})
@@ -122,11 +127,13 @@ def main(redis_url: str, result_path: str) -> int:
     summary = {"django": django.get_version(), "ran": ran, "passed": passed}
     Path(result_path).write_text(json.dumps({**summary, "skipped": skipped, "failed": failed}))
     print(
-        f"Django {django.get_version()} BaseCacheTests on HiercacheCache: {passed} passed, "
+        f"Django {django.get_version()} BaseCacheTests on HiercacheCache{' ' if options else ''}"
+        f"{options or ''}: "
+        f"{passed} passed, "
         f"{len(skipped)} skipped as not applicable, {len(failed)} failed, of {ran}"
     )
     return 0 if result.wasSuccessful() else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}))

@@ -154,8 +154,30 @@ class LFUPolicy:
         self._used()
 
     def record_accesses(self, keys: Iterable[str]) -> None:
+        """``record_access`` for each key, in order (inlined: the tier's drains call this)."""
+        freq, stamp, buckets = self._freq, self._stamp, self._buckets
         for key in keys:
-            self.record_access(key)
+            f = freq.get(key)
+            if f is None:
+                continue
+            bucket = buckets[f]
+            del bucket[key]
+            if not bucket:
+                del buckets[f]
+                if self._min == f:
+                    self._min = f + 1
+            freq[key] = f + 1
+            self._clock += 1
+            stamp[key] = self._clock
+            up = buckets.get(f + 1)
+            if up is None:
+                buckets[f + 1] = up = OrderedDict()
+            up[key] = None
+            self._uses += 1
+            if self._uses >= self._age_every:
+                self._uses = 0
+                self._age()
+                freq, stamp, buckets = self._freq, self._stamp, self._buckets
 
     def _used(self) -> None:
         self._uses += 1

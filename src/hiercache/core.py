@@ -132,13 +132,8 @@ class CacheCore:
             )
             self.deferred = DeferredStore(self.l2, config.l2_deferred_max_size)
             if config.write_behind:
-                self.write_behind = WriteBehindQueue(
-                    self.l2,
-                    config.write_behind_queue_size,
-                    config.write_behind_batch_size,
-                    clock=clock,
-                    drain_seconds=config.write_behind_drain_seconds,
-                    deferred=self.deferred,
+                self.write_behind = WriteBehindQueue.from_config(
+                    self.l2, config, clock=clock, deferred=self.deferred
                 )
         self.flight = SingleFlight()
         self.policy = LoadPolicy.from_config(config)

@@ -1,12 +1,10 @@
 """Write-behind: L2 writes held in a bounded, coalescing queue and sent by one thread.
 
-- **Absolute expiry.** Each write keeps the deadline it had when ``set`` returned (the
-  cache's clock plus its TTL) and is sent with ``PX`` = what is left of it; a write whose
-  deadline passed while it waited is dropped (reason ``expired``), never sent late.
+- **Absolute expiry.** A write keeps its deadline (clock + TTL at ``set``) and is sent with
+  ``PX`` = what is left; one past it is dropped (reason ``expired``), never sent late.
 - **Newest wins per key.** A newer write of a queued key replaces it (and moves to the back).
-- **Never blocks.** With the queue full (``write_behind_queue_size``) the OLDEST queued
-  write is dropped (reason ``queue_full``) to make room: ``set`` costs microseconds even
-  when Redis hangs. (Blocking, or writing directly, would make the caller pay the outage.)
+- **Never blocks.** With the queue full the OLDEST queued write is dropped (``queue_full``):
+  ``set`` costs microseconds even when Redis hangs, instead of paying for the outage.
 - **Outages.** While the breaker is open nothing is sent: writes wait, bounded by the queue
   size, and go out after recovery. A batch that failed with an outage error goes back to
   the front of the queue (unless a newer write or a delete of its key came meanwhile); one
@@ -21,8 +19,8 @@
   early (False) instead of waiting for the outage to end. ``close()`` drains for at most
   ``drain_seconds`` (``write_behind_drain_seconds``): what is left is dropped (reason
   ``shutdown``), counted and logged once.
-- **Logs.** One warning when writes start being held, and a summary of dropped writes at
-  most once a minute (``DropSummary``); never a line per failed batch.
+- **Logs.** One warning when writes start being held; drops summarised at most once a
+  minute (``DropSummary``); never a line per failed batch.
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from hiercache import stats as S
 from hiercache.health import OUTAGE_ERRORS, L2State
 from hiercache.redis_tier import RedisCacheBackend
+from hiercache.settings import CacheConfig
 from hiercache.stats import CacheStats
 
 if TYPE_CHECKING:
@@ -147,6 +146,25 @@ class WriteBehindQueue:
         self._start_lock = threading.Lock()
         self._thread, self._stopping = None, False
         self.summary = DropSummary(self.stats, "write-behind writes", self.clock, SUMMARY_SECONDS)
+
+    @classmethod
+    def from_config(
+        cls,
+        backend: RedisCacheBackend,
+        config: CacheConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        deferred: DeferredStore | None = None,
+    ) -> WriteBehindQueue:
+        """The queue ``config`` describes (``write_behind_*`` settings)."""
+        return cls(
+            backend,
+            config.write_behind_queue_size,
+            config.write_behind_batch_size,
+            clock=clock,
+            drain_seconds=config.write_behind_drain_seconds,
+            deferred=deferred,
+        )
 
     @property
     def depth(self) -> int:

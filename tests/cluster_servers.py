@@ -7,17 +7,20 @@ with a sleep: a ``LogWatch`` reads each process's output on a thread and wakes w
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hiercache import HierarchicalCacheManager
 from servers import free_port, require_binary
 
 #: How long a server may take to reach a state a test waits for (a failover included).
@@ -289,14 +292,42 @@ class SentinelSetup:
         hosts = ",".join(s.address for s in self.sentinels)
         return f"redis+sentinel://:{self.password}@{hosts}/{self.service}/{db}"
 
-    def wait_switch(self, marks: list[int]) -> str:
-        """The new primary's address, once a sentinel has announced the failover."""
+    @property
+    def data_nodes(self) -> list[Node]:
+        return [self.primary, self.replica]
+
+    def by_address(self, address: str) -> Node:
+        return next(n for n in self.data_nodes if n.address == address)
+
+    def master_address(self) -> str:
+        """The primary's address, as the first sentinel reports it."""
+        port = str(self.sentinels[0].port)
+        out = subprocess.run(
+            ["redis-cli", "-p", port, "sentinel", "get-master-addr-by-name", self.service],
+            capture_output=True, text=True, timeout=STATE_TIMEOUT, check=True,
+        ).stdout.split()  # fmt: skip
+        return f"{out[0]}:{out[1]}"
+
+    def marks(self) -> list[int]:
+        return [s.log.mark() if s.log is not None else 0 for s in self.sentinels]
+
+    def wait_switch(self, marks: list[int]) -> tuple[str, float]:
+        """Once every sentinel has announced the failover: the new primary's address, and
+        when the first of them did (wall clock, from the log line's own timestamp)."""
+        lines = []
         for sentinel, mark in zip(self.sentinels, marks):
             assert sentinel.log is not None
-            line = sentinel.log.wait(f"+switch-master {self.service}", after=mark)
-            _, _, _, _old_host, _old_port, host, port = line.split()[-7:]
-            return f"{host}:{port}"
-        raise AssertionError("no sentinels")
+            lines.append(sentinel.log.wait(f"+switch-master {self.service}", after=mark))
+        host, port = lines[0].split()[-2:]
+        return f"{host}:{port}", min(logged_at(line) for line in lines)
+
+
+def logged_at(line: str) -> float:
+    """The wall-clock time of a redis-server log line ("pid:X 02 Dec 2026 13:22:01.775 ...")."""
+    day, month, year, clock = line.split()[1:5]
+    whole, _, millis = clock.partition(".")
+    stamp = time.mktime(time.strptime(f"{day} {month} {year} {whole}", "%d %b %Y %H:%M:%S"))
+    return stamp + int(millis or 0) / 1000
 
 
 @contextmanager
@@ -341,8 +372,63 @@ def run_sentinel(password: str = "data-secret") -> Iterator[SentinelSetup]:
         yield SentinelSetup(primary, replica, sentinels, password)
 
 
+class Load:
+    """Callers hammering one cache from a thread (asyncio) and a thread (sync) until told
+    to stop; every exception that reaches a caller is kept."""
+
+    def __init__(self, m: HierarchicalCacheManager) -> None:
+        self.m = m
+        self.stop = threading.Event()
+        self.exceptions: list[BaseException] = []
+        self.ops = 0
+        self.threads = [
+            threading.Thread(target=lambda: asyncio.run(self._async_callers())),
+            threading.Thread(target=self._sync_caller),
+        ]
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    async def _async_callers(self) -> None:
+        await asyncio.gather(*(self._async_caller(w) for w in range(4)))
+
+    async def _async_caller(self, worker: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key = f"load:{worker}:{i % 200}"
+            try:
+                await self.m.set(key, i)
+                await self.m.get(key)
+                await self.m.get_many([f"load:{worker}:{j}" for j in range(i % 200, i % 200 + 10)])
+                if i % 50 == 0:
+                    await self.m.delete(key)
+            except Exception as exc:  # what a caller would see
+                self.exceptions.append(exc)
+            self.ops += 1
+            i += 1
+            await asyncio.sleep(0)  # let the other callers of this loop run
+
+    def _sync_caller(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            try:
+                self.m.sync.set(f"sync:{i % 300}", i)
+                self.m.sync.get_many([f"sync:{j}" for j in range(i % 300, i % 300 + 10)])
+            except Exception as exc:
+                self.exceptions.append(exc)
+            i += 1
+
+
 __all__ = [
     "Cluster",
+    "Load",
     "LogWatch",
     "Node",
     "SentinelSetup",

@@ -7,7 +7,6 @@ The cluster is started once per session (``cluster`` below) and shared by these 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cluster_servers import Cluster, run_cluster
+from cluster_servers import Cluster, Load, run_cluster
 from hiercache import MISS, HierarchicalCacheManager
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.settings import CacheConfig
@@ -238,60 +237,6 @@ def test_a_cluster_that_cannot_be_reached_is_typed_and_never_raises() -> None:
         assert not m.sync.get_statistics()["l2_redis"]["available"]
     finally:
         m.sync.close()
-
-
-class Load:
-    """Callers hammering one cache from a thread (asyncio) and a thread (sync) until told
-    to stop; every exception that reaches a caller is kept."""
-
-    def __init__(self, m: HierarchicalCacheManager) -> None:
-        self.m = m
-        self.stop = threading.Event()
-        self.exceptions: list[BaseException] = []
-        self.ops = 0
-        self.threads = [
-            threading.Thread(target=lambda: asyncio.run(self._async_callers())),
-            threading.Thread(target=self._sync_caller),
-        ]
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-    async def _async_callers(self) -> None:
-        await asyncio.gather(*(self._async_caller(w) for w in range(4)))
-
-    async def _async_caller(self, worker: int) -> None:
-        i = 0
-        while not self.stop.is_set():
-            key = f"load:{worker}:{i % 200}"
-            try:
-                await self.m.set(key, i)
-                await self.m.get(key)
-                await self.m.get_many([f"load:{worker}:{j}" for j in range(i % 200, i % 200 + 10)])
-                if i % 50 == 0:
-                    await self.m.delete(key)
-            except Exception as exc:  # what a caller would see
-                self.exceptions.append(exc)
-            self.ops += 1
-            i += 1
-            await asyncio.sleep(0)  # let the other callers of this loop run
-
-    def _sync_caller(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            try:
-                self.m.sync.set(f"sync:{i % 300}", i)
-                self.m.sync.get_many([f"sync:{j}" for j in range(i % 300, i % 300 + 10)])
-            except Exception as exc:
-                self.exceptions.append(exc)
-            i += 1
 
 
 def test_sigkill_one_primary_under_load(cluster: Cluster, raw: RedisCluster) -> None:

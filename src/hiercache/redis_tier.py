@@ -18,17 +18,15 @@ from typing import Any, Final, Generic, TypeVar
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
-from redis.retry import Retry
 
 from hiercache import stats as S
+from hiercache.clients import make_redis_client, watch_failovers
 from hiercache.health import L2Health
 from hiercache.l2_errors import error_type
 from hiercache.prober import Prober
 from hiercache.redis_glob import escape_glob
+from hiercache.sentinel_watch import SentinelWatch
 from hiercache.settings import CacheConfig, L2Backend
 from hiercache.stats import CacheStats
 from hiercache.telemetry import CacheTelemetry
@@ -38,9 +36,7 @@ from hiercache.topology import (
     aping,
     as_cluster_error,
     ascan_primaries,
-    make_client,
     no_pipeline,
-    parse_multi_host,
     scan_primaries,
     server_address,
     slot_groups,
@@ -129,6 +125,7 @@ class RedisCacheBackend:
         #: Redis Cluster: multi-key commands are split by slot, SCAN visits every primary.
         self.cluster = self.topology is Topology.CLUSTER
         self.failures = _FAILURES + CLIENT_QUIRKS if self.cluster else _FAILURES
+        self.watch: SentinelWatch | None = None  # Sentinel: follows +switch-master
 
     def __repr__(self) -> str:
         return f"RedisCacheBackend({self.config.redis_target!r}, available={self.available})"
@@ -140,43 +137,15 @@ class RedisCacheBackend:
 
     # -- clients ---------------------------------------------------------------------
     def _make(self, cls: Any) -> Any:
-        c = self.config
-        aio = cls is redis.asyncio.Redis
-        retry_cls = redis.asyncio.retry.Retry if aio else Retry
-        common: dict[str, Any] = {
-            "socket_timeout": c.l2_operation_timeout_seconds,
-            "socket_connect_timeout": c.l2_connect_timeout_seconds,
-            "max_connections": c.redis_max_connections,
-            "health_check_interval": 30,
-            # One immediate retry on a connection error survives a pooled connection that a
-            # Redis restart cut. Timeouts are not retried: that would double their cost.
-            "retry": retry_cls(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        }
-        if c.l2_backend is L2Backend.EMBEDDED:
+        if self.config.l2_backend is L2Backend.EMBEDDED:
             return self._make_embedded(cls)
-        if self.topology is not Topology.STANDALONE and c.redis_url is not None:
-            spec = parse_multi_host(c.redis_url.get_secret_value())
-            return make_client(spec, aio, common, c.redis_ssl_ca_certs)
-        # A burst of more callers than max_connections waits (up to the operation timeout)
-        # for a pooled connection; the default pool fails them with "Too many connections",
-        # which would count as an outage and mark L2 unavailable.
-        pool_cls = redis.asyncio.BlockingConnectionPool if aio else redis.BlockingConnectionPool
-        common["timeout"] = c.l2_operation_timeout_seconds
-        url = c.redis_url.get_secret_value() if c.redis_url is not None else None
-        tls = url.startswith("rediss://") if url is not None else c.redis_ssl
-        if tls and c.redis_ssl_ca_certs:  # a private CA (the system store is the default)
-            common["ssl_ca_certs"] = c.redis_ssl_ca_certs
-        if url is not None:
-            return cls.from_pool(pool_cls.from_url(url, **common))
-        password = c.redis_password.get_secret_value() if c.redis_password else None
-        conn_mod: Any = redis.asyncio.connection if aio else redis.connection
-        conn_cls = conn_mod.SSLConnection if c.redis_ssl else conn_mod.Connection
-        return cls.from_pool(
-            pool_cls(
-                host=c.redis_host, port=c.redis_port, db=c.redis_db, password=password,
-                connection_class=conn_cls, **common,
-            )
-        )  # fmt: skip
+        if self.watch is None and self.topology is Topology.SENTINEL:
+            self.watch = watch_failovers(self.config, self.rediscover)
+        return make_redis_client(self.config, aio=cls is redis.asyncio.Redis)
+
+    def rediscover(self) -> None:
+        """Drop the connections before the next round trip (the primary moved)."""
+        self._reconnect_async = self._reconnect_sync = True
 
     def _make_embedded(self, cls: Any) -> Any:
         return self._embedded_server.client(asynchronous=cls is redis.asyncio.Redis)
@@ -209,10 +178,8 @@ class RedisCacheBackend:
         self.telemetry.record_latency(S.L2, op.operation, time.perf_counter() - started)
         kind = error_type(as_cluster_error(exc) if self.cluster else exc)
         self.stats.add(S.L2_ERROR[kind])
-        if (
-            kind == "topology" and not self.cluster
-        ):  # the primary moved: rediscover on the next round trip
-            self._reconnect_async = self._reconnect_sync = True
+        if kind == "topology" and not self.cluster:  # the primary moved: find it again
+            self.rediscover()
         self.health.failed(kind)
         return kind
 
@@ -422,6 +389,8 @@ class RedisCacheBackend:
 
     def close(self) -> None:
         self.prober.close()
+        if self.watch is not None:
+            self.watch.close()
         if self._sclient is not None:
             self._sclient.close()
             self._sclient = None

@@ -321,22 +321,30 @@ def make_sentinel_client(spec: MultiHostUrl, aio: bool, common: dict[str, Any]) 
     import redis.asyncio.sentinel
     import redis.sentinel
 
-    sentinel_kwargs: dict[str, Any] = {
+    skw = sentinel_kwargs(spec, common, common.get("ssl_ca_certs"))
+    mod: Any = redis.asyncio.sentinel if aio else redis.sentinel
+    manager = mod.Sentinel(list(spec.hosts), sentinel_kwargs=skw)
+    client_cls = redis.asyncio.Redis if aio else redis.Redis
+    return manager.master_for(spec.service, redis_class=client_cls, **_data_kwargs(spec, common))
+
+
+def sentinel_kwargs(
+    spec: MultiHostUrl, common: dict[str, Any], ssl_ca_certs: str | None
+) -> dict[str, Any]:
+    """Connection settings for the sentinels themselves (not the data nodes)."""
+    kwargs: dict[str, Any] = {
         "socket_timeout": common["socket_timeout"],
         "socket_connect_timeout": common["socket_connect_timeout"],
     }
     if spec.sentinel_username:
-        sentinel_kwargs["username"] = spec.sentinel_username
+        kwargs["username"] = spec.sentinel_username
     if spec.sentinel_password:
-        sentinel_kwargs["password"] = spec.sentinel_password
+        kwargs["password"] = spec.sentinel_password
     if spec.sentinel_tls:
-        sentinel_kwargs["ssl"] = True
-        if spec.ssl_ca_certs or common.get("ssl_ca_certs"):
-            sentinel_kwargs["ssl_ca_certs"] = spec.ssl_ca_certs or common["ssl_ca_certs"]
-    mod: Any = redis.asyncio.sentinel if aio else redis.sentinel
-    manager = mod.Sentinel(list(spec.hosts), sentinel_kwargs=sentinel_kwargs)
-    client_cls = redis.asyncio.Redis if aio else redis.Redis
-    return manager.master_for(spec.service, redis_class=client_cls, **_data_kwargs(spec, common))
+        kwargs["ssl"] = True
+        if spec.ssl_ca_certs or ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = spec.ssl_ca_certs or ssl_ca_certs
+    return kwargs
 
 
 def _data_kwargs(spec: MultiHostUrl, common: dict[str, Any]) -> dict[str, Any]:
@@ -372,6 +380,7 @@ __all__ = [
     "no_pipeline",
     "parse_multi_host",
     "scan_primaries",
+    "sentinel_kwargs",
     "server_address",
     "slot_groups",
     "split_cursor",

@@ -10,37 +10,22 @@
         }
     }
 
-- **One manager per process and configuration.** Django builds a backend object per thread
-  (and per alias); they all share one ``HierarchicalCacheManager`` (one L1, one set of
-  counters, one single-flight), keyed by the resolved settings, so aliases that differ only
-  in ``KEY_PREFIX``/``VERSION``/``KEY_FUNCTION`` see one L1. ``close()``, which Django calls
-  at the end of every request, does nothing: the shared manager lives as long as the
-  process (``shutdown_managers()`` flushes and closes them all, e.g. in a worker-exit hook).
-- **Defaults that differ from the core's** (each overridable in ``OPTIONS``, or by its
-  ``CACHE_*`` environment variable): ``write_through=True`` (a session written by one
-  worker is in Redis before the response leaves); ``serialization_format="pickle"`` (what
-  ``cache_page``, sessions and ``BaseCacheTests`` store: responses, model instances,
-  tuples), signed with ``signing_key``, else ``CACHE_SIGNING_KEY``, else a key derived from
-  ``settings.SECRET_KEY`` (so every process of one site shares it).
-- **Timeouts.** ``TIMEOUT``/``timeout`` follow Django: ``None`` caches "forever"
-  (``hiercache.NO_EXPIRY``: no expiry in Redis; L1 still keeps its copy at most
-  ``l1_ttl_seconds``); ``0`` or less does not cache (and removes the key).
-- **Atomic operations in Redis.** ``add`` is ``SET NX PX``; ``touch`` is ``PEXPIRE``;
-  ``incr``/``decr`` decode the stored frame, add, and write it back with ``SET KEEPTTL``
-  under ``WATCH`` (optimistic: a concurrent writer makes it retry). A frame is signed and
-  possibly compressed, so a Lua ``INCRBY`` cannot do it. This process's L1 copy is
-  dropped after each of them; other processes' L1 copies may lag up to
-  ``l1_ttl_seconds`` (as for every hiercache write). While L2 is unreachable they act on
-  L1 only (atomic within the process).
-- ``get_or_set`` goes through the cache's single-flight (``manager.sync.get_or_load``):
-  concurrent callers of one key run ``default()`` once, counted as a load.
-- Async methods (``aget``, ``aset``, ...) are Django's: the sync methods in a thread
-  (``sync_to_async``), so no Redis connection is tied to a short-lived event loop.
-  ``aget_or_set`` runs ``get_or_set`` (single-flight) in a worker thread.
+- One ``HierarchicalCacheManager`` per process and configuration, shared by Django's
+  per-thread backend objects and by aliases; ``close()`` (after every request) keeps it.
+- Defaults here: ``write_through=True``; ``serialization_format="pickle"``, signed with
+  ``signing_key``, else ``CACHE_SIGNING_KEY``, else a key derived from ``SECRET_KEY``.
+- ``timeout=None`` is ``NO_EXPIRY``; ``0`` or less does not cache (and removes the key).
+- ``add`` is ``SET NX``; ``incr``/``decr`` and ``touch`` rewrite the stored (signed) frame
+  under ``WATCH``/``MULTI``; each publishes its key on the backplane and drops this
+  process's L1 copy. ``get_or_set`` goes through single-flight. Async methods are Django's
+  (``sync_to_async`` of the sync ones): no connection is tied to an event loop.
+
+The whole story: docs/integrations.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 import threading
@@ -52,7 +37,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import salted_hmac
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from hiercache.codec import Frame
 from hiercache.core import MISS, Write
@@ -67,10 +52,7 @@ __all__ = ["HiercacheCache", "UnpicklableValueError", "shutdown_managers"]
 #: OPTIONS that ``BaseCache`` reads itself (culling of the database and file caches); Redis
 #: and L1 bound themselves (``maxmemory``, ``l1_max_size``), so they are accepted and unused.
 _DJANGO_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
-_DEFAULTS: Mapping[str, Any] = {
-    "write_through": True,
-    "serialization_format": SerializationFormat.PICKLE,
-}
+_DEFAULTS: Mapping[str, Any] = {"write_through": True, "serialization_format": "pickle"}
 _SALT = "hiercache.contrib.django.signing_key"
 _WATCH_RETRIES = 100
 T = TypeVar("T")
@@ -89,12 +71,8 @@ _l1_only_lock = threading.Lock()
 
 def _manager_for(config: CacheConfig) -> HierarchicalCacheManager:
     """The process's manager for ``config``; the first caller makes it."""
-    fingerprint = repr(
-        sorted(
-            (name, v.get_secret_value() if hasattr(v, "get_secret_value") else v)
-            for name, v in config
-        )
-    )
+    plain = [(k, v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in config]
+    fingerprint = hashlib.sha256(repr(sorted(plain)).encode()).hexdigest()
     with _managers_lock:
         manager = _managers.get(fingerprint)
         if manager is None:
@@ -103,8 +81,7 @@ def _manager_for(config: CacheConfig) -> HierarchicalCacheManager:
 
 
 def shutdown_managers() -> None:
-    """Flush and close every manager this module made (at process exit; the next use of a
-    backend makes a new one)."""
+    """Flush and close every manager made here (a backend used later makes a new one)."""
     with _managers_lock:
         managers = list(_managers.values())
         _managers.clear()
@@ -135,8 +112,8 @@ def build_config(location: str | list[str] | None, options: Mapping[str, Any]) -
         defaults = {k: v for k, v in _DEFAULTS.items() if k not in config.model_fields_set}
         if "write_behind" in config.model_fields_set:  # an explicit write mode wins
             defaults.pop("write_through", None)
-        pickled = defaults.get("serialization_format", config.serialization_format)
-        if pickled is SerializationFormat.PICKLE and config.signing_key is None:
+        chosen = defaults.get("serialization_format", config.serialization_format)
+        if SerializationFormat(chosen) is SerializationFormat.PICKLE and not config.signing_key:
             secret = salted_hmac(_SALT, "signing-key", algorithm="sha256").hexdigest()
             defaults["signing_key"] = secret
         if defaults:

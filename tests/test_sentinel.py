@@ -140,9 +140,13 @@ async def test_every_api_goes_to_the_primary_the_sentinels_name(
         assert stats["available"]
         assert stats["backend"] == sentinel.url().replace(f":{SECRET}@", "")
         assert SECRET not in repr(writer.core.l2) + caplog.text + repr(writer.core.config)
+        watch = writer.core.l2.watch
+        assert watch is not None
+        assert watch.running
     finally:
         await writer.close()
         await reader.close()
+    assert not watch.running  # closing the cache ends its sentinel watch
 
 
 def test_a_wrong_data_password_is_an_auth_error_never_an_exception(

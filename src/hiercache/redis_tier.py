@@ -380,6 +380,9 @@ class RedisCacheBackend:
         return [k[cut:].decode("utf-8", "replace") for k in raw_keys]
 
     async def aclose(self) -> None:
+        if self.watch is not None:
+            watch, self.watch = self.watch, None
+            await asyncio.to_thread(watch.close)
         if self._aclient is not None:
             try:
                 await self._aclient.aclose()
@@ -390,7 +393,8 @@ class RedisCacheBackend:
     def close(self) -> None:
         self.prober.close()
         if self.watch is not None:
-            self.watch.close()
+            watch, self.watch = self.watch, None
+            watch.close()
         if self._sclient is not None:
             self._sclient.close()
             self._sclient = None

@@ -51,6 +51,10 @@ class SentinelWatch:
         )
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not threading.current_thread():

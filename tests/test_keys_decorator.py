@@ -27,7 +27,7 @@ from hiercache import (
     HierarchicalCacheManager,
     cache_operation,
 )
-from hiercache.keys import KeyBuilder, canonical
+from hiercache.keys import MEMO_SIZE, KeyBuilder, canonical
 
 HEX16 = r"[0-9a-f]{16}"
 
@@ -349,6 +349,28 @@ def test_fast_path_keys_equal_general_path_keys(value: Any) -> None:
     builder = KeyBuilder(five, None)
     args = (value, 1, "a", None, value)
     assert builder.key(args, {}) == builder.key(args[:2], dict(zip(builder.names[2:], args[2:])))
+
+
+def test_remembered_keys_never_confuse_equal_values_of_other_types() -> None:
+    class Level(enum.IntEnum):
+        ONE = 1
+
+    builder = KeyBuilder(plain, "p")
+    fresh = KeyBuilder(plain, "p")  # nothing remembered: every key computed
+    # 1 == True == 1.0 == Level.ONE and 0.0 == -0.0 == 0 == False: one tuple hash each.
+    calls = [(1, 2), (True, 2), (1.0, 2), (Level.ONE, 2), (0, 2), (False, 2), (0.0, 2), (-0.0, 2)]
+    first = [builder.key(args, {}) for args in calls]
+    again = [builder.key(args, {}) for args in reversed(calls)][::-1]
+    assert first == again == [KeyBuilder(plain, "p").key(args, {}) for args in calls]
+    assert len(set(first)) == len(calls)
+    assert fresh.key((1, 2), {}) == first[0]
+
+
+def test_remembered_keys_stay_bounded_and_correct() -> None:
+    builder = KeyBuilder(plain, "p")
+    keys = {builder.key((i, 0), {}) for i in range(MEMO_SIZE + 10)}
+    assert len(keys) == MEMO_SIZE + 10
+    assert builder.key((3, 0), {}) == KeyBuilder(plain, "p").key((), {"x": 3, "y": 0})
 
 
 def test_canonical_never_uses_repr_or_hash() -> None:

@@ -29,8 +29,10 @@ from hiercache.errors import CacheKeyBuildError
 _SIMPLE = (str, bool, type(None))
 _INT64 = (-(2**63), 2**63 - 1)
 _INT_MIN, _INT_MAX = _INT64
-#: Arguments whose canonical form is the value itself (ints and floats only in range).
-_PLAIN = frozenset((str, bool, type(None)))
+#: Argument types whose canonical form is the value itself (ints and floats in range).
+_FAST_KINDS = frozenset((str, bool, type(None), int, float))
+#: How many argument tuples a decorated function remembers the key of.
+MEMO_SIZE = 4096
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 _blake2b = hashlib.blake2b
 _isfinite = math.isfinite
@@ -99,6 +101,22 @@ class KeyBuilder:
         self.self_name = params[0].name if params and params[0].name in ("self", "cls") else None
         #: The fast path: a plain function called with every argument positionally.
         self.fast_arity = len(self.names) if self.simple and self.self_name is None else -1
+        #: Recent fast-path keys: arguments -> (their types, key); cleared when full.
+        self._memo: dict[tuple[Any, ...], tuple[tuple[type, ...], str]] = {}
+
+    def _fast_key(self, args: tuple[Any, ...]) -> str | None:
+        """The key of positional str, bool, None, int and float arguments, or None when
+        one needs a tag (an int past 64 bits, NaN, an infinity): the general path's bytes,
+        since these values are their own canonical form."""
+        for value in args:
+            kind = type(value)
+            if kind is int:
+                if not _INT_MIN <= value <= _INT_MAX:
+                    return None
+            elif kind is float and not _isfinite(value):
+                return None
+        raw = orjson.dumps(dict(zip(self.names, args)), option=_SORT_KEYS)
+        return f"{self.prefix}:{_blake2b(raw, digest_size=8).hexdigest()}"
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.simple and len(args) <= len(self.positional):
@@ -120,21 +138,20 @@ class KeyBuilder:
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if not kwargs and len(args) == self.fast_arity:
-            # str, bool, None, 64-bit ints and finite floats are their own canonical form:
-            # the same bytes as the general path below, without its per-argument calls.
-            for value in args:
-                kind = type(value)
-                if kind in _PLAIN:
-                    continue
-                if kind is int:
-                    if _INT_MIN <= value <= _INT_MAX:
-                        continue
-                elif kind is float and _isfinite(value):
-                    continue
-                break
-            else:
-                raw = orjson.dumps(dict(zip(self.names, args)), option=_SORT_KEYS)
-                return f"{self.prefix}:{_blake2b(raw, digest_size=8).hexdigest()}"
+            kinds = tuple(map(type, args))
+            if _FAST_KINDS.issuperset(kinds):
+                # Equal arguments of the same types have the same key, except floats
+                # (0.0 == -0.0, NaN != NaN): those are never remembered.
+                hit = self._memo.get(args)
+                if hit is not None and hit[0] == kinds:
+                    return hit[1]
+                key = self._fast_key(args)
+                if key is not None and float not in kinds:
+                    if len(self._memo) >= MEMO_SIZE:
+                        self._memo.clear()
+                    self._memo[args] = (kinds, key)
+                if key is not None:
+                    return key
         bound = self.bind(args, kwargs)
         parts: dict[str, Any] = {}
         for name, value in bound.items():

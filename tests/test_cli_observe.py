@@ -107,11 +107,13 @@ def row(out: str, first: str) -> list[str]:
 
 def check_shop(out: str) -> None:
     # requests 6 = 4 hits + 2 misses; overall 4/6; L1 3/6; L2 1/(1+2)
-    assert row(out, "shop")[:6] == ["shop", "6", "66.7%", "50.0%", "33.3%", "up"], out
+    cells = row(out, "shop")
+    assert cells[:6] == ["shop", "6", "66.7%", "50.0%", "33.3%", "up"], out
+    assert cells[6].startswith("closed"), out  # the l2.breaker.state gauge
+    assert re.search(r"│ shop\s+│ backplane_up\s+│\s+1 │", out), out  # subscribed
     assert row(out, "other")[:2] == ["other", "0"], out
-    assert "l1_memory" in out
     assert "l2_redis" in out
-    assert "L2 errors" in out
+    assert "no L2 errors" in out  # zero counts are not listed
 
 
 def test_stats_once_from_a_metrics_endpoint(redis_url: str) -> None:

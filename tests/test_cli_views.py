@@ -26,7 +26,10 @@ def test_breaker_and_backplane_series_are_shown_per_cache() -> None:
         sample("hiercache_hits_total", 8, cache_name="a", cache_level="l1_memory"),
         sample("hiercache_misses_total", 2, cache_name="a", cache_operation="get"),
         sample("hiercache_l2_up", 0, cache_name="a"),
-        sample("hiercache_l2_breaker_state", 2, cache_name="a", state="open"),
+        sample("hiercache_l2_breaker_state", 2, cache_name="a", instance="i1"),
+        sample("hiercache_l2_breaker_state", 2, cache_name="a", instance="i2"),
+        sample("hiercache_l2_breaker_state", 0, cache_name="b"),
+        sample("hiercache_l2_breaker_opened_total", 4, cache_name="b"),
         sample("hiercache_backplane_up", 1, cache_name="a"),
         sample("hiercache_backplane_received_total", 5, cache_name="a"),
         sample("hiercache_l2_errors_total", 3, cache_name="a", error_type="timeout"),
@@ -37,12 +40,13 @@ def test_breaker_and_backplane_series_are_shown_per_cache() -> None:
     assert (a.name, a.requests, a.ratio("overall"), a.ratio("l1")) == ("a", 10, 0.8, 0.8)
     assert a.ratio("l2") == 0.0
     assert a.l2_up == 0
-    assert a.breaker == {"state=open": 2}
+    assert a.breaker == {"open": 2}  # two instances with an open breaker
     assert a.backplane == {"backplane_up": 1, "backplane_received_total": 5}
     assert b.ratio("l2") == 1.0
     shown = text(render([a, b], "http://x/metrics"))
     assert "DOWN" in shown
-    assert "state=open=2" in shown
+    assert "open x2" in shown
+    assert "closed, opened_total=4" in shown
     assert "backplane_received_total" in shown
     assert "timeout" in shown
 

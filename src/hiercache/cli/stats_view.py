@@ -19,6 +19,9 @@ from hiercache.telemetry.catalogue import metric
 
 __all__ = ["CacheSnapshot", "render", "snapshot"]
 
+#: The ``l2.breaker.state`` gauge's values.
+BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
+
 
 @dataclass
 class Latency:
@@ -73,7 +76,9 @@ class CacheSnapshot:
 
 
 def _labels_text(labels: dict[str, str], skip: Iterable[str]) -> str:
-    shown = {k: v for k, v in sorted(labels.items()) if k not in skip}
+    shown = {
+        k: v for k, v in sorted(labels.items()) if k not in skip and not k.startswith("otel_scope")
+    }
     return ",".join(f"{k}={v}" for k, v in shown.items())
 
 
@@ -111,13 +116,27 @@ def snapshot(samples: Iterable[Sample], prefix: str) -> list[CacheSnapshot]:
             cache.latency[level].count += s.value
         elif s.name == total:
             cache.latency[level].total += s.value
-        elif s.name.startswith(f"{prefix}_l2_breaker"):
-            cache.breaker[_labels_text(labels, skip) or s.name] = s.value
+        elif s.name == f"{prefix}_l2_breaker_state":
+            state = BREAKER_STATES.get(int(s.value), f"{s.value:g}")
+            cache.breaker[state] = cache.breaker.get(state, 0) + 1
+        elif s.name.startswith(f"{prefix}_l2_breaker_"):
+            series = s.name.removeprefix(f"{prefix}_l2_breaker_")
+            extra = _labels_text(labels, skip)
+            key = f"{series}{{{extra}}}" if extra else series
+            cache.breaker[key] = cache.breaker.get(key, 0) + s.value
         elif s.name.startswith(f"{prefix}_backplane"):
             key = s.name.removeprefix(f"{prefix}_")
             extra = _labels_text(labels, skip)
             cache.backplane[f"{key}{{{extra}}}" if extra else key] = s.value
     return [caches[n] for n in sorted(caches) if n]
+
+
+def _breaker_text(key: str, value: float) -> str:
+    """A state of the breaker gauge (with how many instances are in it when more than one),
+    or another breaker series as key=value."""
+    if key in BREAKER_STATES.values():
+        return key if value == 1 else f"{key} x{value:g}"
+    return f"{key}={value:g}"
 
 
 def _pct(value: float | None) -> str:
@@ -151,7 +170,8 @@ def render(caches: list[CacheSnapshot], source: str) -> Group:
         backplane.add_column(column, justify="right" if column == "value" else "left")
     for c in caches:
         up = "-" if c.l2_up is None else ("up" if c.l2_up >= 1 else "DOWN")
-        breaker = ", ".join(f"{k}={v:g}" for k, v in c.breaker.items()) or "-"
+        states = sorted(c.breaker.items(), key=lambda kv: kv[0] not in BREAKER_STATES.values())
+        breaker = ", ".join(_breaker_text(k, v) for k, v in states) or "-"
         ratios.add_row(
             c.name,
             _count(c.requests),
@@ -165,9 +185,11 @@ def render(caches: list[CacheSnapshot], source: str) -> Group:
             mean = lat.total / lat.count if lat.count else None
             latency.add_row(c.name, tier, _count(lat.count), _ms(mean), _ms(lat.quantile(0.95)))
         for (tier, reason), n in sorted(c.evictions.items()):
-            evictions.add_row(c.name, tier, reason, _count(n))
+            if n:
+                evictions.add_row(c.name, tier, reason, _count(n))
         for kind, n in sorted(c.errors.items()):
-            errors.add_row(c.name, kind, _count(n))
+            if n:
+                errors.add_row(c.name, kind, _count(n))
         for series, value in sorted(c.backplane.items()):
             backplane.add_row(c.name, series, f"{value:g}")
     parts: list[Table] = [ratios, latency]

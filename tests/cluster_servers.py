@@ -432,6 +432,7 @@ __all__ = [
     "LogWatch",
     "Node",
     "SentinelSetup",
+    "logged_at",
     "run_cluster",
     "run_sentinel",
 ]

@@ -7,6 +7,7 @@ The cluster is started once per session (``cluster`` below) and shared by these 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from cluster_servers import Cluster, Load, run_cluster
+from cluster_servers import Cluster, Load, logged_at, run_cluster
 from hiercache import MISS, HierarchicalCacheManager
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.settings import CacheConfig
@@ -254,11 +255,17 @@ def test_sigkill_one_primary_under_load(cluster: Cluster, raw: RedisCluster) -> 
         with Load(m) as load:
             assert m.sync.get("warm", MISS) is MISS
             ops_before = load.ops
+            killed_at = time.time()
             victim.kill()
             heir.log.wait("Failover election won", after=mark)
-            heir.log.wait("Cluster state changed: ok", after=mark)
+            took_over = logged_at(heir.log.wait("Cluster state changed: ok", after=mark))
             assert cluster.roles(seen_by=heir)[heir.address] == "master"
             assert write_until_stored(m, raw, keys_on_victim) == len(keys_on_victim)
+            landed = time.time()
+            print(
+                f"\nreplica took over {took_over - killed_at:.2f} s after the SIGKILL; "
+                f"writes to its slots landed {landed - took_over:.2f} s after that"
+            )
             assert load.ops > ops_before
         assert load.exceptions == []
         assert set(errors(m)) <= {"connection", "timeout", "topology"}

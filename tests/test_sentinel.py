@@ -193,8 +193,10 @@ def test_sigkill_the_primary_under_load(sentinel: SentinelSetup, primary: redis.
         assert m.sync.get("warm", MISS) is MISS  # starts the cache: the breaker closes
         assert m.core.health.wait_live(10)
         with Load(m) as load:
+            killed_at = time.time()
             old.kill()
             new_address, promoted_at = sentinel.wait_switch(marks)
+            print(f"\n+switch-master {promoted_at - killed_at:.2f} s after the SIGKILL")
             assert new_address == heir.address
             new_primary = client_of(sentinel, new_address)
             resumed_at = write_until_landed(m, new_primary, promoted_at + 10, "after-kill")

@@ -167,7 +167,7 @@ def backplane_check(config: CacheConfig) -> Check:
         return Check(
             "info",
             "backplane",
-            "not built yet: each instance's L1 is invalidated only by its own writes and TTLs",
+            "not in this version: each instance's L1 is invalidated only by its own writes",
         )
     return Check("info", "backplane", ", ".join(f"{n}={getattr(config, n)!s}" for n in fields))
 

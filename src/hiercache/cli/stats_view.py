@@ -202,6 +202,6 @@ def render(caches: list[CacheSnapshot], source: str) -> Group:
     if backplane.row_count:
         parts.append(backplane)
     else:
-        backplane.add_row("-", "no backplane metrics (not built yet)", "")
+        backplane.add_row("-", "no backplane metrics (backplane off?)", "")
         parts.append(backplane)
     return Group(*parts)

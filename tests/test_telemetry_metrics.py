@@ -174,11 +174,15 @@ async def test_scripted_scenario_exports_exact_counts(redis_url: str) -> None:
         assert l2["get_many"] == 1
         assert l2["delete"] == 2  # UNLINK of c, UNLINK of the invalidated batch
         assert l2["scan"] == 1
+        assert l2["publish"] == 1  # the backplane message of the pattern invalidation
         assert set(latency) <= {
             level(lvl, cache_operation=op)
             for lvl, ops in (
                 ("l1_memory", ["get"]),
-                ("l2_redis", ["ping", "get", "get_many", "set", "delete", "scan", "exists"]),
+                (
+                    "l2_redis",
+                    ["ping", "get", "get_many", "set", "delete", "scan", "exists", "publish"],
+                ),
                 ("backend", ["load", "warm"]),
             )
             for op in ops

@@ -99,6 +99,7 @@ class CacheCore:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self.ready = False  # a scrape may ask for gauges while the core is being built
         self.config = config
         self.clock = clock
         self.wall = wall_clock  # for expiries that travel with values to other processes
@@ -149,6 +150,7 @@ class CacheCore:
         self.warmers: list[Warmer] = []
         self._warming_owner: object | None = None
         self._warming_lock = threading.Lock()
+        self.ready = True
 
     # -- reading ---------------------------------------------------------------------
     def answer_from_l2(
@@ -374,6 +376,8 @@ class CacheCore:
         return self.l2 is not None and self.health.up
 
     def gauges(self) -> dict[str, float]:
+        if not self.ready:
+            return {}
         gauges: dict[str, float] = {
             f"entries|{S.L1}": len(self.l1),
             f"size|{S.L1}": self.l1.size_bytes,

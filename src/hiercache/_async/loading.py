@@ -75,9 +75,14 @@ class AsyncLoader(AsyncWritePath):
         if self._telemetry_on and (self._trace_all or caller is not None):
             span_cm = self.telemetry.span("hiercache.get", key, attributes=MISSED)
         elif not force_refresh:  # the hot path: an L1 hit needs nothing else
-            entry = self.l1.get(key)
+            if self._telemetry_on:
+                self._tick -= 1  # every Nth lookup is timed, as in get()
+                entry = self._l1_lookup(key)
+            else:
+                entry = self.l1.get(key)
+                if entry is not None:
+                    self._row.c[L1_HIT_GET] += 1
             if entry is not None:
-                self._row.c[L1_HIT_GET] += 1
                 return entry.value  # type: ignore[no-any-return]
             span_cm = None
         else:

@@ -39,10 +39,11 @@ class SyncWritePath(SyncReadPath):
 
     def _store(self, key: str, value: Any, ttl_seconds: float | None, policy: LoadPolicy) -> Write:
         """``set`` for a load's own result (which supersedes nothing), by its policy."""
-        write = self.core.encode(key, value, ttl_seconds, policy)
-        self.core.store_l1(write)
-        self._write_l2([write.row])
-        return write
+        with self.core.observe("hiercache.set", key):
+            write = self.core.encode(key, value, ttl_seconds, policy)
+            self.core.store_l1(write)
+            self._write_l2([write.row])
+            return write
 
     def set_many(self, items: Mapping[str, Any], ttl_seconds: float | None = None) -> None:
         """Cache several values; all are validated and encoded before any is stored."""

@@ -7,6 +7,7 @@ The cluster is started once per session (``cluster`` below) and shared by these 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,14 +16,15 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.crc
 from redis.cluster import RedisCluster
-from redis.crc import key_slot
 
 from cluster_servers import Cluster, Load, logged_at, run_cluster
 from hiercache import MISS, HierarchicalCacheManager
+from hiercache.l2_errors import error_type
 from hiercache.redis_tier import RedisCacheBackend
 from hiercache.settings import CacheConfig
-from hiercache.topology import slot_groups
+from hiercache.topology import as_cluster_error, key_slot, next_cursor, slot_groups, split_cursor
 
 N = 1000
 PREFIX = "hiercache:"
@@ -85,6 +87,42 @@ def test_keys_of_one_get_many_span_many_slots() -> None:
     groups = slot_groups([PREFIX + k for k in keys_and_values()])
     assert len(groups) > 900
     assert sorted(i for g in groups for i in g) == list(range(N))
+
+
+def test_key_slot_matches_redis_py_on_keys_with_and_without_hash_tags() -> None:
+    rng = random.Random(7)
+    alphabet = b"ab{}:\xff0"
+    keys = [bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in range(20_000)]
+    keys += [b"user:{42}:profile", b"{}x", b"{{a}}", b"a{b}c{d}", b"{"]
+    assert [key_slot(k) for k in keys] == [redis.crc.key_slot(k) for k in keys]
+
+
+def test_a_cluster_wide_scan_cursor_walks_every_primary_once() -> None:
+    seen, cursor = [], 0
+    replies = {0: [5, 0], 1: [0], 2: [9, 3, 0]}  # each primary's own cursors, in turn
+    while True:
+        index, node_cursor = split_cursor(cursor)
+        seen.append((index, node_cursor))
+        after = replies[index].pop(0)
+        cursor = next_cursor(index, after, primaries=3)
+        if cursor == 0:
+            break
+    assert seen == [(0, 0), (0, 5), (1, 0), (2, 0), (2, 9), (2, 3)]
+
+
+def test_only_redis_pys_own_quirks_become_topology_errors() -> None:
+    try:
+        None.attribute  # type: ignore[attr-defined]  # noqa: B018 - a bug in our own code
+    except AttributeError as exc:
+        with pytest.raises(AttributeError):
+            as_cluster_error(exc)
+    assert as_cluster_error(ValueError("x")).__class__ is ValueError
+    try:
+        redis.crc.key_slot(42)  # type: ignore[arg-type]  # raised inside redis-py
+    except AttributeError as exc:
+        typed = as_cluster_error(exc)
+    assert isinstance(typed, redis.exceptions.RedisClusterException)
+    assert error_type(typed) == "topology"
 
 
 async def test_every_async_api_across_slots(cluster: Cluster, raw: RedisCluster) -> None:

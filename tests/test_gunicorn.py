@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -323,3 +324,41 @@ def test_a_taken_metrics_port_is_one_log_line_not_a_crash_loop(
     assert log.count(f"cannot serve /metrics on 127.0.0.1:{base}") == 1
     assert log.count("Booting worker") == 1  # never restarted
     assert "Traceback" not in log
+
+
+def test_a_replaced_worker_takes_the_dead_ones_index_and_port(
+    start_gunicorn: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    web = start_gunicorn()
+    ports = [int(t["targets"][0].rsplit(":", 1)[1]) for t in sd_targets(tmp_path)]
+
+    def serving(port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    def all_serving() -> bool:
+        pause, deadline = threading.Event(), time.monotonic() + 60
+        while not all(map(serving, ports)) and time.monotonic() < deadline:
+            pause.wait(0.1)  # a worker starts its endpoint after it boots
+        return all(map(serving, ports))
+
+    assert all_serving()
+    victim = web.get("/stats")["pid"]
+    os.kill(victim, signal.SIGKILL)
+    assert web.proc.stdout is not None
+    booted = 0
+    for line in web.proc.stdout:  # the two first workers, then the replacement
+        web.log.append(line)
+        booted += "Booting worker" in line
+        if booted == 3:
+            break
+    assert all_serving()  # the same two ports: the replacement took the dead one's
+    assert [t["labels"]["worker"] for t in sd_targets(tmp_path)] == ["0", "1"]
+
+
+def sd_targets(tmp_path: Path) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = json.loads((tmp_path / "sd" / "web.json").read_text())
+    return targets

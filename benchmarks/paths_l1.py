@@ -124,7 +124,7 @@ async def peer_cases(url: str) -> tuple[list[Case], list[Row]]:
         await aio.set(KEY, VALUE)
         cases.append(
             Case("L1 hit vs aiocache", ours, timed_async(lambda: aio.get(KEY)),
-                 "aiocache SimpleMemoryCache.get", 1.0, HIT_N // 4)
+                 "aiocache SimpleMemoryCache.get", 1.0, HIT_N // 4, base_n=HIT_N // 100)
         )  # fmt: skip
     except ImportError:
         rows.append(skipped("L1 hit vs aiocache", "aiocache", 1.0, "not installed"))
@@ -136,7 +136,7 @@ async def peer_cases(url: str) -> tuple[list[Case], list[Row]]:
         await cw.set(KEY, VALUE)
         cases.append(
             Case("L1 hit vs cashews", ours, timed_async(lambda: cw.get(KEY)),
-                 "cashews mem:// get", 1.0, HIT_N // 4)
+                 "cashews mem:// get", 1.0, HIT_N // 4, base_n=HIT_N // 20)
         )  # fmt: skip
     except ImportError:
         rows.append(skipped("L1 hit vs cashews", "cashews", 1.0, "not installed"))
@@ -206,7 +206,7 @@ def memory_case() -> Case:
         base,
         "cachetools LRUCache",
         1.25,
-        10_000,
+        5_000,
         rounds=3,
         unit="bytes",
     )

@@ -116,7 +116,8 @@ def single_get_cases(fx: Fixture) -> list[Case]:
             base,
             "redis.asyncio GET + orjson.loads",
             1.15,
-            1_000,
+            400,
+            rounds=9,
         ),
         Case(
             "L2 get, sync (decode + promotion)",
@@ -124,7 +125,8 @@ def single_get_cases(fx: Fixture) -> list[Case]:
             base_sync,
             "redis.Redis GET + orjson.loads",
             1.15,
-            1_000,
+            400,
+            rounds=9,
         ),
     ]
 
@@ -162,7 +164,7 @@ def concurrent_case(fx: Fixture) -> Case:
         2.5,
         KEYS,
         higher_is_better=True,
-        rounds=9,
+        rounds=7,
     )
 
 
@@ -222,9 +224,9 @@ def batch_cases(fx: Fixture) -> list[Case]:
 
     return [
         Case("get_many of 100 keys (L1 misses)", get_many, raw_mget,
-             "redis.asyncio MGET + orjson.loads", 1.2, 40),
+             "redis.asyncio MGET + orjson.loads", 1.2, 20, rounds=9),
         Case("set_many of 100 (write-through)", set_many, raw_pipeline,
-             "redis.asyncio pipeline of 100 SET PX", 1.2, 40),
+             "redis.asyncio pipeline of 100 SET PX", 1.2, 20, rounds=9),
         Case("write-through set", set_one, raw_set, "redis.asyncio SET PX + orjson.dumps",
-             1.15, 1_000),
+             1.15, 400, rounds=9),
     ]  # fmt: skip

@@ -118,6 +118,7 @@ CONF = textwrap.dedent(
     )
     pre_fork, post_fork = metrics.pre_fork, metrics.post_fork
     when_ready, nworkers_changed = metrics.when_ready, metrics.nworkers_changed
+    control_socket_disable = True  # no ~/.gunicorn/gunicorn.ctl from tests (gunicorn 27)
     """
 )
 

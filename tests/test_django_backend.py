@@ -190,30 +190,44 @@ def test_cache_page_caches_a_response(
 
 
 def test_values_and_sessions_cross_processes_with_the_derived_key(
-    caches: CacheHandler, redis_url: str
+    caches: CacheHandler, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process of the same site (same SECRET_KEY) reads what this one wrote; a
-    site with another SECRET_KEY cannot (the pickle frame's signature does not verify)."""
+    """Another process of the same site (same SECRET_KEY) reads what this one wrote, a
+    session included; a site with another SECRET_KEY cannot (the pickle frame's signature
+    does not verify)."""
+    import django.contrib.sessions.backends.cache as session_cache
+
+    monkeypatch.setattr(session_cache, "caches", caches)
     caches["default"].set("obj", {"t": (1, 2)}, 60)
+    session = session_cache.SessionStore()
+    session["cart"] = ("book", 2)
+    session.save()
     script = textwrap.dedent(
         f"""
         import sys, django
         from django.conf import settings
         settings.configure(SECRET_KEY=sys.argv[1], CACHES={{"default": {{
-            "BACKEND": "{BACKEND}", "LOCATION": "{redis_url}"}}}})
+            "BACKEND": "{BACKEND}", "LOCATION": "{redis_url}"}}}},
+            INSTALLED_APPS=["django.contrib.sessions"],
+            SESSION_ENGINE="django.contrib.sessions.backends.cache")
         django.setup()
         from django.core.cache import cache
-        print(cache.get("obj"))
+        from django.contrib.sessions.backends.cache import SessionStore
+        print(cache.get("obj"), SessionStore(session_key=sys.argv[2]).get("cart"))
         """
     )
+    key = str(session.session_key)
     same = subprocess.run(
-        [sys.executable, "-c", script, SECRET], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, SECRET, key], capture_output=True, text=True, check=True
     )
-    assert same.stdout.strip() == "{'t': (1, 2)}"
+    assert same.stdout.strip() == "{'t': (1, 2)} ('book', 2)"
     other = subprocess.run(
-        [sys.executable, "-c", script, "another-site"], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, "another-site", key],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert other.stdout.strip() == "None"
+    assert other.stdout.strip() == "None None"
 
 
 @pytest.mark.parametrize(

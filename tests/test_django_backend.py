@@ -288,3 +288,24 @@ def test_atomic_operations_reach_other_caches_l1_through_the_backplane(redis_url
         assert b.get("n") == 2
     finally:
         shutdown_managers()
+
+
+def test_atomic_operations_fall_back_to_l1_while_redis_is_down() -> None:
+    from servers import free_port
+
+    backend = HiercacheCache(
+        f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        {"OPTIONS": {"name": "down", "l2_connect_timeout_seconds": 0.2}},
+    )
+    try:
+        assert backend.add("a", 1, 60)
+        assert not backend.add("a", 2, 60)
+        assert backend.incr("a", 5) == 6
+        assert backend.get("a") == 6
+        assert backend.touch("a", 60)
+        assert not backend.touch("missing", 60)
+        with pytest.raises(ValueError, match="not found"):
+            backend.incr("missing")
+        assert not backend.manager.sync.get_statistics()["l2_redis"]["available"]
+    finally:
+        shutdown_managers()

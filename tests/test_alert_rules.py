@@ -127,6 +127,8 @@ def test_the_seed_targets_are_the_thresholds() -> None:
         "HiercacheL2BreakerOpen",
         "HiercacheWriteBehindDropping",
         "HiercacheL2WritesRefused",
+        "HiercacheStaleServingHigh",
+        "HiercacheBackplaneDown",
         "HiercacheTargetDown",
         "HiercacheMetricsAbsent",
     }
@@ -156,6 +158,42 @@ def test_the_seed_targets_are_the_thresholds() -> None:
         in (by_name["HiercacheL2WritesRefused"])
     )
     assert (for_["HiercacheL2BreakerOpen"], for_["HiercacheL2WritesRefused"]) == ("2m", "5m")
+    # Stale serving: stale values / requests above 5%, only with traffic (>= 1 request/s)
+    stale = by_name["HiercacheStaleServingHigh"]
+    assert "rate(hiercache_stale_served_total[5m])" in stale
+    assert "/ job_cache_name:hiercache_requests:rate5m\n> 0.05\n" in stale
+    assert stale.endswith(f"hiercache_requests:rate5m >= {bundle.MIN_REQUEST_RATE}")
+    # The backplane: an instance's subscription down
+    assert by_name["HiercacheBackplaneDown"] == (
+        "min by (job, instance, cache_name) (hiercache_backplane_up) == 0"
+    )
+    assert (for_["HiercacheStaleServingHigh"], for_["HiercacheBackplaneDown"]) == ("5m", "2m")
+
+
+def test_stale_and_backplane_alerts_follow_their_settings() -> None:
+    """``stale_served_ratio_*``, ``backplane_down_for`` and ``min_request_rate`` reach the rules."""
+    config = bundle.BundleConfig(
+        stale_served_ratio_warning=0.2,
+        stale_served_ratio_for="15m",
+        backplane_down_for="30s",
+        min_request_rate=5,
+    )
+    found = {
+        r["alert"]: r
+        for g in bundle.alert_rules(config=config)["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    stale, down = found["HiercacheStaleServingHigh"], found["HiercacheBackplaneDown"]
+    assert "\n> 0.2\n" in stale["expr"]
+    assert stale["expr"].endswith(">= 5")
+    assert "(above 20%)" in stale["annotations"]["description"]
+    assert (stale["for"], down["for"]) == ("15m", "30s")
+    assert "for 30 seconds" in down["annotations"]["description"]
+    with pytest.raises(bundle.BundleConfigError, match="'stale_served_ratio_warning'"):
+        bundle.BundleConfig(stale_served_ratio_warning=1.5)
+    with pytest.raises(bundle.BundleConfigError, match="'backplane_down_for'"):
+        bundle.BundleConfig(backplane_down_for="two minutes")
 
 
 def load_tests() -> list[tuple[str, dict[str, Any]]]:

@@ -39,14 +39,29 @@ COUNTERS = {
     "loads_total",
     "coalesced_total",
     "write_behind_dropped_total",
+    "stale_served_total",
+    "refreshes_total",
+    "load_timeouts_total",
+    "lock_waits_total",
+    "lock_timeouts_total",
+    "backplane_published_total",
+    "backplane_received_total",
+    "backplane_resyncs_total",
 }
 HISTOGRAM = {"latency_seconds_bucket", "latency_seconds_count", "latency_seconds_sum"}
-GAUGES = {"entries", "size_bytes", "write_behind_queue_depth", "l2_up", "l2_breaker_state"}
+GAUGES = {
+    "entries",
+    "size_bytes",
+    "write_behind_queue_depth",
+    "l2_up",
+    "l2_breaker_state",
+    "backplane_up",
+}
 
 #: Units the linter accepts that this dashboard has any use for.
 VALID_UNITS = {"none", "short", "percent", "percentunit", "bytes", "s", "ms", "ops", "reqps"}
 
-#: The panels issues #4 and #8 (L2 health) ask for.
+#: The panels issues #4, #8 (L2 health), #9 (stale serving) and #10 (backplane) ask for.
 REQUIRED_PANELS = {
     "Overall hit ratio",
     "L1 hit ratio",
@@ -66,6 +81,13 @@ REQUIRED_PANELS = {
     "Write-behind queue depth",
     "Write-behind drops by reason",
     "Coalesced waits",
+    "Stale values served by reason",
+    "Load timeouts and background refreshes",
+    "Lock waits",
+    "Backplane link",
+    "Backplane messages per second",
+    "Backplane resyncs",
+    "Backplane receive lag",
 }
 
 
@@ -272,6 +294,34 @@ def test_dashboard_has_the_panels_of_the_issue() -> None:
     assert (
         "sum by (cache_drop_reason) (rate(hiercache_write_behind_dropped_total{" in (drops["expr"])
     )
+    (stale,) = by_title["Stale values served by reason"]["targets"]
+    assert "sum by (cache_stale_reason) (rate(hiercache_stale_served_total{" in stale["expr"]
+    timeouts, refreshes = by_title["Load timeouts and background refreshes"]["targets"]
+    assert "sum by (cache_timeout) (rate(hiercache_load_timeouts_total{" in timeouts["expr"]
+    assert "sum by (cache_result) (rate(hiercache_refreshes_total{" in refreshes["expr"]
+    waits = [t["expr"] for t in by_title["Lock waits"]["targets"]]
+    assert [e.split("{")[0] for e in waits] == [
+        "sum(rate(hiercache_lock_waits_total",
+        "sum(rate(hiercache_lock_timeouts_total",
+    ]
+    link = by_title["Backplane link"]
+    assert link["type"] == "stat"
+    (up,) = link["targets"]
+    assert up["expr"].startswith("min by (instance, cache_name) (hiercache_backplane_up{")
+    mapped = link["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {v: m["text"] for v, m in mapped.items()} == {"0": "down", "1": "up"}
+    legends = [t["legendFormat"] for t in by_title["Backplane messages per second"]["targets"]]
+    assert legends == ["published", "received"]
+    (resyncs,) = by_title["Backplane resyncs"]["targets"]
+    assert "hiercache_backplane_resyncs_total{" in resyncs["expr"]
+    lag = by_title["Backplane receive lag"]
+    assert lag["fieldConfig"]["defaults"]["unit"] == "s"
+    assert [t["legendFormat"] for t in lag["targets"]] == ["p50", "p99"]
+    for target, q in zip(lag["targets"], ("0.5", "0.99"), strict=True):
+        assert target["expr"].startswith(f"histogram_quantile({q}, sum by (le) (rate(")
+        assert 'cache_level="backplane", cache_operation="receive"' in target["expr"]
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[-2:] == ["Stale serving and locks", "Backplane"]
     for title in ("Latency p50 by tier", "Latency p95 by tier", "Latency p99 by tier"):
         (target,) = by_title[title]["targets"]
         assert "histogram_quantile" in target["expr"]

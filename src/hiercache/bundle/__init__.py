@@ -7,9 +7,10 @@ the default :class:`BundleConfig` (a test keeps them byte-identical), and
 ``hiercache bundle [--config FILE] [--prefix P] --out DIR`` renders the same bundle with other
 settings, e.g. for a service that sets ``CACHE_METRICS_PREFIX=P``.
 
-Modules: ``config`` (settings), ``panels`` and ``dashboard`` (the dashboard), ``rules``
-(recording rules and alerts), ``provisioning`` (Grafana provisioning), ``yaml_text`` and
-``render`` (output). Every metric name comes from ``hiercache.telemetry.catalogue``.
+Modules: ``config`` (settings), ``panels``, ``panels_coherence`` and ``dashboard`` (the
+dashboard), ``rules`` (recording rules and alerts), ``provisioning`` (Grafana provisioning),
+``yaml_text`` and ``render`` (output). Every metric name comes from
+``hiercache.telemetry.catalogue``.
 """
 
 from __future__ import annotations

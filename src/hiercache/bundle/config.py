@@ -83,6 +83,11 @@ class BundleConfig:
     write_behind_dropped_for: str = "1m"
     #: HiercacheL2WritesRefused: Redis refusing writes (OOM, NOREPLICAS, MISCONF) this long.
     l2_writes_refused_for: str = "5m"
+    #: HiercacheStaleServingHigh: stale values served / requests above this, for this long.
+    stale_served_ratio_warning: float = 0.05
+    stale_served_ratio_for: str = "5m"
+    #: HiercacheBackplaneDown: an instance's backplane subscription down this long.
+    backplane_down_for: str = "2m"
     target_down_for: str = "5m"
     #: How recently a target must have exported hiercache metrics for TargetDown to fire.
     target_down_lookback: str = "1h"

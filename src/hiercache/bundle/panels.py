@@ -26,7 +26,7 @@ from hiercache.bundle.promql import (
     series,
 )
 
-__all__ = ["Panel", "Query", "rows"]
+__all__ = ["Panel", "Queries", "Query", "rows"]
 
 _FILTER = 'job=~"$job", instance=~"$instance", cache_name=~"$cache_name"'
 _RI = "[$__rate_interval]"
@@ -56,7 +56,7 @@ class Panel:
     value_texts: tuple[tuple[str, tuple[str, str]], ...] = ()
 
 
-class _Queries:
+class Queries:
     """PromQL with every selector filtered on the dashboard's variables."""
 
     def __init__(self, config: BundleConfig) -> None:
@@ -92,7 +92,7 @@ def _ratio_stat(
 
 def rows(config: BundleConfig) -> list[tuple[str, list[Panel]]]:
     """The dashboard's rows in order, each with its panels (laid out side by side)."""
-    q, c = _Queries(config), config
+    q, c = Queries(config), config
     l1, l2 = f'{LEVEL}="{L1}"', f'{LEVEL}="{L2}"'
     hits = f"sum({q.rate('hits')})"
     requests = f"sum({q.any_of('hits', 'misses')})"

@@ -17,6 +17,9 @@ __all__ = [
     "L2",
     "LEVEL",
     "NAME",
+    "OPERATION",
+    "STALE_REASON",
+    "TIMEOUT",
     "duration_words",
     "matchers",
     "num",
@@ -32,6 +35,9 @@ REASON: Final = prometheus_label("cache.eviction.reason")
 DROP_REASON: Final = prometheus_label("cache.drop.reason")
 ERROR_TYPE: Final = prometheus_label("error.type")
 RESULT: Final = prometheus_label("cache.result")
+OPERATION: Final = prometheus_label("cache.operation")
+STALE_REASON: Final = prometheus_label("cache.stale.reason")
+TIMEOUT: Final = prometheus_label("cache.timeout")
 L1: Final = "l1_memory"
 L2: Final = "l2_redis"
 

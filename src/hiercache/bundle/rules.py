@@ -230,6 +230,7 @@ class _Rules:
                 "goes to the backend.",
             ),
             *self.l2_health_alerts(),
+            *self.coherence_alerts(),
             self.alert(
                 "HiercacheTargetDown",
                 (
@@ -306,6 +307,45 @@ class _Rules:
                 f"Redis has refused writes of {in_job} (OOM, NOREPLICAS or MISCONF) at "
                 f"{per_second} for {duration_words(c.l2_writes_refused_for)}. "
                 "Reads still work and l2_up stays 1, but new values stay in L1 only.",
+            ),
+        ]
+
+    def coherence_alerts(self) -> list[Json]:
+        """Stale values served instead of fresh ones, and the backplane link down."""
+        c, p, w = self.c, self.c.prefix, self.c.rate_window
+        stale = self.sel(series(p, "stale_served"))
+        value_pct = "{{ $value | humanizePercentage }}"
+        return [
+            self.alert(
+                "HiercacheStaleServingHigh",
+                (
+                    f"sum by (job, cache_name) (rate({stale}[{w}]))\n/ {self.requests}\n"
+                    f"> {num(c.stale_served_ratio_warning)}\n"
+                    f"and on (job, cache_name) {self.requests} >= {num(c.min_request_rate)}"
+                ),
+                c.stale_served_ratio_for,
+                "warning",
+                "Cache {{ $labels.cache_name }} in {{ $labels.job }}: "
+                f"{value_pct} of requests served stale",
+                "Cache {{ $labels.cache_name }} in job {{ $labels.job }} has answered "
+                f"{value_pct} of requests (above {percent(c.stale_served_ratio_warning)}) with "
+                f"expired values for {duration_words(c.stale_served_ratio_for)}: its loader "
+                "fails or times out (stale-if-error) or is being refreshed "
+                "(stale-while-revalidate). Callers get old values instead of errors. Silent "
+                f"while the cache serves fewer than {num(c.min_request_rate)} request/s.",
+            ),
+            self.alert(
+                "HiercacheBackplaneDown",
+                f"min by (job, instance, cache_name) ({self.sel(series(p, 'backplane.up'))}) == 0",
+                c.backplane_down_for,
+                "warning",
+                "Cache {{ $labels.cache_name }} on {{ $labels.instance }}: backplane down",
+                "Cache {{ $labels.cache_name }} on instance {{ $labels.instance }} of job "
+                "{{ $labels.job }} has had no backplane subscription (backplane_up = "
+                "{{ $value }}) for "
+                f"{duration_words(c.backplane_down_for)}: it misses other instances' "
+                "invalidations, so its L1 may serve stale values (each for at most "
+                "backplane_max_staleness_seconds).",
             ),
         ]
 

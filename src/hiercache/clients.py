@@ -26,6 +26,7 @@ from hiercache.topology import (
     make_client,
     parse_multi_host,
     sentinel_kwargs,
+    server_address,
     topology_of,
 )
 
@@ -74,6 +75,13 @@ def multi_host(url: str) -> MultiHostUrl | None:
     return None if topology_of(url) is Topology.STANDALONE else parse_multi_host(url)
 
 
+def server_of(config: CacheConfig) -> tuple[str, int | None]:
+    """The (first) server of ``config``, for spans: (host, port), or (socket path, None)."""
+    if config.redis_url is not None:
+        return server_address(config.redis_url.get_secret_value())
+    return config.redis_host, config.redis_port
+
+
 def watch_failovers(config: CacheConfig, on_switch: Callable[[], None]) -> SentinelWatch | None:
     """For a Sentinel ``redis_url``: a watch calling ``on_switch`` when the primary moves."""
     url = config.redis_url.get_secret_value() if config.redis_url is not None else ""
@@ -84,4 +92,4 @@ def watch_failovers(config: CacheConfig, on_switch: Callable[[], None]) -> Senti
     return SentinelWatch(spec.hosts, spec.service, kwargs, on_switch)
 
 
-__all__ = ["common_kwargs", "make_redis_client", "watch_failovers"]
+__all__ = ["common_kwargs", "make_redis_client", "server_of", "watch_failovers"]

@@ -21,7 +21,7 @@ import redis.asyncio
 from redis.exceptions import RedisClusterException, RedisError
 
 from hiercache import stats as S
-from hiercache.clients import make_redis_client, watch_failovers
+from hiercache.clients import make_redis_client, server_of, watch_failovers
 from hiercache.health import L2Health
 from hiercache.l2_errors import error_type
 from hiercache.prober import Prober
@@ -38,7 +38,6 @@ from hiercache.topology import (
     ascan_primaries,
     no_pipeline,
     scan_primaries,
-    server_address,
     slot_groups,
     topology_of,
 )
@@ -78,12 +77,6 @@ class _Op(Generic[T]):
 _FAILURES: Final = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
-def _server_address(config: CacheConfig) -> tuple[str, int | None]:
-    if config.redis_url is not None:
-        return server_address(config.redis_url.get_secret_value())
-    return config.redis_host, config.redis_port
-
-
 class RedisCacheBackend:
     """L2 over Redis. Keys are namespaced with ``config.key_prefix``; values are bytes."""
 
@@ -118,7 +111,7 @@ class RedisCacheBackend:
             from hiercache.embedded import EmbeddedServer  # raises without hiercache[embedded]
 
             self._embedded_server = EmbeddedServer()
-        self.server = _server_address(config)
+        self.server = server_of(config)
         url = config.redis_url.get_secret_value() if config.redis_url is not None else ""
         redis_l2 = config.l2_backend is L2Backend.REDIS and url
         self.topology = topology_of(url) if redis_l2 else Topology.STANDALONE

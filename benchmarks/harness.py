@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from hiercache import CacheConfig
+
 T = TypeVar("T")
 
 #: Every cache a case made, closed by the suite before its redis-server stops.
@@ -35,6 +37,12 @@ def track(cache: T) -> T:
 async def close_all() -> None:
     while OPEN:
         await OPEN.pop().close()
+
+
+def bench_config(name: str, url: str, **settings: Any) -> CacheConfig:
+    """Default settings on ``url``, with a key prefix of the cache's own: caches sharing
+    keys in one Redis would invalidate each other's L1 over the backplane."""
+    return CacheConfig(name=name, redis_url=url, key_prefix=f"{name}:", **settings)
 
 
 #: Runs ``n`` operations and returns the cost of one, in the case's unit (seconds, bytes).

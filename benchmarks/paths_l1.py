@@ -13,7 +13,7 @@ from typing import Any
 
 import cachetools
 
-from harness import Case, Row, skipped, timed_async, timed_sync, track
+from harness import Case, Row, bench_config, skipped, timed_async, timed_sync, track
 from hiercache import CacheConfig, CacheStrategy, HierarchicalCacheManager, cache_operation
 
 KEY = "user:1"
@@ -33,7 +33,7 @@ def lru_floor() -> tuple[cachetools.LRUCache[str, Any], Any]:
 
 
 async def hit_cases(url: str) -> list[Case]:
-    cache = track(HierarchicalCacheManager(CacheConfig(name="bench-l1", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("bench-l1", url)))
     await cache.set(KEY, VALUE, ttl_seconds=3600)
     assert await cache.get(KEY) == VALUE
     lru, floor = lru_floor()
@@ -58,7 +58,7 @@ async def hit_cases(url: str) -> list[Case]:
 
 
 async def decorator_cases(url: str) -> tuple[list[Case], list[Row]]:
-    cache = track(HierarchicalCacheManager(CacheConfig(name="bench-decorator", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("bench-decorator", url)))
 
     @cache_operation(ttl_seconds=3600, cache=cache)
     async def profile(name: str, page: int, active: bool) -> dict[str, Any]:
@@ -112,7 +112,7 @@ async def decorator_cases(url: str) -> tuple[list[Case], list[Row]]:
 async def peer_cases(url: str) -> tuple[list[Case], list[Row]]:
     """L1 hit against the other libraries' in-memory gets (for the record: no target
     beyond "not slower", 1x)."""
-    cache = track(HierarchicalCacheManager(CacheConfig(name="bench-peers", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("bench-peers", url)))
     await cache.set(KEY, VALUE, ttl_seconds=3600)
     ours = timed_async(lambda: cache.get(KEY))
     cases: list[Case] = []

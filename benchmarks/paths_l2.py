@@ -16,8 +16,8 @@ import orjson
 import redis
 import redis.asyncio
 
-from harness import Case
-from hiercache import CacheConfig, HierarchicalCacheManager
+from harness import Case, bench_config
+from hiercache import HierarchicalCacheManager
 
 KEYS = 2_000
 TTL = 3600
@@ -44,7 +44,7 @@ class Fixture:
     def __init__(self, url: str) -> None:
         self.url = url
         self.cache = HierarchicalCacheManager(
-            CacheConfig(name="bench-l2", redis_url=url, write_through=True, l1_max_size=KEYS * 2)
+            bench_config("bench-l2", url, write_through=True, l1_max_size=KEYS * 2)
         )
         self.keys = [f"bench:{i}" for i in range(KEYS)]
         self.raw_keys = [f"raw:bench:{i}" for i in range(KEYS)]

@@ -9,8 +9,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from harness import Case, track
-from hiercache import CacheConfig, HierarchicalCacheManager
+from harness import Case, bench_config, track
+from hiercache import HierarchicalCacheManager
 from paths_l1 import HIT_N, KEY, VALUE, lru_floor
 
 SCRAPED_CACHES = 10
@@ -20,7 +20,7 @@ IDLE_GETS = 10
 
 async def traced_case(url: str) -> Case:
     """``await cache.get`` hits inside a sampled request span (one span per 100 hits)."""
-    cache = track(HierarchicalCacheManager(CacheConfig(name="bench-traced", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("bench-traced", url)))
     await cache.set(KEY, VALUE, ttl_seconds=3600)
     tracer = trace.get_tracer("hiercache-bench")
     get = cache.get
@@ -58,9 +58,7 @@ async def scrape_case(url: str, metrics_url: str) -> Case:
     same caches after 10 gets each (the gets are not timed)."""
     caches = []
     for i in range(SCRAPED_CACHES):
-        cache = track(
-            HierarchicalCacheManager(CacheConfig(name=f"bench-scrape-{i}", redis_url=url))
-        )
+        cache = track(HierarchicalCacheManager(bench_config(f"bench-scrape-{i}", url)))
         await cache.set(KEY, VALUE, ttl_seconds=3600)
         caches.append(cache)
 
@@ -97,7 +95,7 @@ async def scrape_case(url: str, metrics_url: str) -> Case:
 
 
 async def statistics_case(url: str) -> Case:
-    cache = track(HierarchicalCacheManager(CacheConfig(name="bench-stats", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("bench-stats", url)))
     await cache.set(KEY, VALUE, ttl_seconds=3600)
     for _ in range(100):
         await cache.get(KEY)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prometheus_client
 
 import hiercache.telemetry
-from harness import close_all, redis_server, track
-from hiercache import CacheConfig, HierarchicalCacheManager, cache_operation
+from harness import bench_config, close_all, redis_server, track
+from hiercache import HierarchicalCacheManager, cache_operation
 from paths_l1 import KEY, VALUE
 
 OUT = Path(__file__).resolve().parent / "profiles"
@@ -66,7 +66,7 @@ async def profile(
 async def main(url: str, metrics_url: str, wanted: list[str]) -> None:
     from opentelemetry import trace
 
-    cache = track(HierarchicalCacheManager(CacheConfig(name="profile", redis_url=url)))
+    cache = track(HierarchicalCacheManager(bench_config("profile", url)))
     await cache.set(KEY, VALUE, ttl_seconds=3600)
 
     @cache_operation(ttl_seconds=3600, cache=cache)
@@ -80,10 +80,7 @@ async def main(url: str, metrics_url: str, wanted: list[str]) -> None:
             for _ in range(100):
                 await cache.get(KEY)
 
-    caches = [
-        track(HierarchicalCacheManager(CacheConfig(name=f"profile-{i}", redis_url=url)))
-        for i in range(10)
-    ]
+    caches = [track(HierarchicalCacheManager(bench_config(f"profile-{i}", url))) for i in range(10)]
     for c in caches:
         await c.set(KEY, VALUE, ttl_seconds=3600)
 
@@ -104,6 +101,11 @@ async def main(url: str, metrics_url: str, wanted: list[str]) -> None:
             cache.l1.delete(k)
         await cache.get_many(keys)
 
+    writer = track(HierarchicalCacheManager(bench_config("profile-wt", url, write_through=True)))
+
+    async def wt_set() -> None:
+        await writer.set(KEY, VALUE, ttl_seconds=3600)
+
     keys = [f"many:{i}" for i in range(100)]
     await cache.set_many({k: VALUE for k in keys}, ttl_seconds=3600)
     await cache.flush()
@@ -114,6 +116,7 @@ async def main(url: str, metrics_url: str, wanted: list[str]) -> None:
         "scrape": (scrape, 5, busy),
         "l2_get": (l2_get, 2_000, None),
         "l2_get_many": (l2_get_many, 200, None),
+        "write_through_set": (wt_set, 2_000, None),
     }
     for name, (op, calls, prepare) in paths.items():
         if not wanted or name in wanted:

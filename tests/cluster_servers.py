@@ -8,10 +8,12 @@ with a sleep: a ``LogWatch`` reads each process's output on a thread and wakes w
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import random
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -119,6 +121,7 @@ class Node:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=die_with_parent,
         )
         self.log = LogWatch(self.proc, self.name)
         self.log.wait(ready)
@@ -140,6 +143,15 @@ class Node:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def die_with_parent() -> None:
+    """In the child: on Linux, SIGTERM it when the test process dies, even by SIGKILL, so no
+    server outlives an interrupted session (elsewhere the fixtures' cleanup does it). Linux
+    ties it to the thread that started the server: start servers from the main thread."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _bindable(port: int) -> bool:

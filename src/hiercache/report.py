@@ -61,25 +61,31 @@ _ERRORS = _by(S.L2_ERROR_TYPES, "l2_errors", "error_type")
 _DROPS = _by(S.DROP_REASONS, "write_behind_dropped", "drop_reason")
 _DEFERRED = _by(S.DEFERRED_OPERATIONS, "l2_deferred", "operation")
 
-#: ``config.redis_target`` parses the URL: done once per cache, not per report.
-_targets: weakref.WeakKeyDictionary[CacheCore, str] = weakref.WeakKeyDictionary()
+#: What a report reads from the settings (``redis_target`` parses the URL; the strategy is
+#: an enum): read once per cache, not per report.
+_settings: weakref.WeakKeyDictionary[CacheCore, tuple[str, int, int | None, str, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _target(core: CacheCore) -> str:
-    target = _targets.get(core)
-    if target is None:
-        target = _targets[core] = core.config.redis_target
-    return target
+def _fixed(core: CacheCore) -> tuple[str, int, int | None, str, str]:
+    fixed = _settings.get(core)
+    if fixed is None:
+        c = core.config
+        fixed = (c.name, c.l1_max_size, c.l1_max_bytes, c.l1_strategy.value, c.redis_target)
+        _settings[core] = fixed
+    return fixed
 
 
 def statistics(core: CacheCore) -> dict[str, Any]:
     """Counts and ratios since start: overall, per tier, loads, write-behind."""
     snap = core.stats.snapshot()
-    config, l1, wb = core.config, core.l1, core.write_behind
+    name, max_size, max_bytes, strategy, target = _fixed(core)
+    l1, wb = core.l1, core.write_behind
     l1_hits, l2_hits, misses = _L1_HITS(snap), _L2_HITS(snap), _MISSES(snap)
     requests = l1_hits + l2_hits + misses
     return {
-        "name": config.name,
+        "name": name,
         "requests": requests,
         "hits": l1_hits + l2_hits,
         "misses": misses,
@@ -93,9 +99,9 @@ def statistics(core: CacheCore) -> dict[str, Any]:
             "hit_ratio": _ratio(l1_hits, requests),
             "entries": len(l1),
             "memory_usage_bytes": l1.size_bytes,
-            "max_size": config.l1_max_size,
-            "max_bytes": config.l1_max_bytes,
-            "strategy": config.l1_strategy.value,
+            "max_size": max_size,
+            "max_bytes": max_bytes,
+            "strategy": strategy,
             "evictions": _EVICTIONS[S.L1](snap),
         },
         "l2_redis": {
@@ -103,7 +109,7 @@ def statistics(core: CacheCore) -> dict[str, Any]:
             "misses": misses,
             "hit_ratio": _ratio(l2_hits, l2_hits + misses),
             "available": core.l2_up(),
-            "backend": _target(core),
+            "backend": target,
             "errors": _ERRORS(snap),
             "evictions": _EVICTIONS[S.L2](snap),
         },

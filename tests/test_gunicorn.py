@@ -46,7 +46,8 @@ APP = textwrap.dedent(
     app.config["HIERCACHE_NAME"] = "web"
     app.config["HIERCACHE_WRITE_BEHIND"] = True
     hc = Hiercache(app)
-    control = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+    # No socket timeout: a BLPOP may wait longer than redis-py's default one.
+    control = redis.Redis.from_url(os.environ["TEST_REDIS_URL"], socket_timeout=None)
 
     def hiercache_threads(name="hiercache-write-behind"):
         return sorted(t.native_id for t in threading.enumerate() if t.name == name)
@@ -205,7 +206,8 @@ def start_gunicorn(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Gun
             stderr=subprocess.STDOUT,
             text=True,
         )
-        server = Gunicorn(f"http://127.0.0.1:{port}", proc, redis.Redis.from_url(redis_url))
+        control = redis.Redis.from_url(redis_url, socket_timeout=None)  # BLPOPs wait long
+        server = Gunicorn(f"http://127.0.0.1:{port}", proc, control)
         started.append(server)
         wait_for_line(proc, "Listening at", "gunicorn")
         return server

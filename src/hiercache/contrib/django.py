@@ -185,6 +185,9 @@ class HiercacheCache(BaseCache):  # type: ignore[misc]  # Django ships no types
             client.publish(coherence.channel, coherence.message([made]))
 
     def _forget_l1(self, key: str) -> None:
+        """After an atomic write: a load of ``key`` under way must not store over it, and
+        this process's L1 copy is dropped (the next read promotes the new value)."""
+        self.manager.core.flight.supersede(key)
         self.manager.l1.delete(key, EvictionReason.DELETED)
 
     # -- reads -----------------------------------------------------------------------

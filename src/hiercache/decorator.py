@@ -79,9 +79,12 @@ def cache_operation(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = build(args, kwargs) if custom is None else custom(*args, **kwargs)
-                return await (fixed if fixed is not None else manager()).get_or_load(
-                    key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
-                )
+                m = fixed if fixed is not None else manager()
+                if resilience:
+                    return await m.get_or_load(
+                        key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
+                    )
+                return await m.get_or_load(key, lambda: fn(*args, **kwargs), ttl_seconds)
 
             async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
                 return await manager().delete(key_for(*args, **kwargs))
@@ -93,9 +96,12 @@ def cache_operation(
             @functools.wraps(fn)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = build(args, kwargs) if custom is None else custom(*args, **kwargs)
-                return (fixed if fixed is not None else manager()).sync.get_or_load(
-                    key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
-                )
+                m = fixed if fixed is not None else manager()
+                if resilience:
+                    return m.sync.get_or_load(
+                        key, lambda: fn(*args, **kwargs), ttl_seconds, **resilience
+                    )
+                return m.sync.get_or_load(key, lambda: fn(*args, **kwargs), ttl_seconds)
 
             def invalidate_sync(*args: Any, **kwargs: Any) -> bool:
                 return manager().sync.delete(key_for(*args, **kwargs))

@@ -139,12 +139,15 @@ class KeyBuilder:
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if not kwargs and len(args) == self.fast_arity:
             kinds = tuple(map(type, args))
-            if _FAST_KINDS.issuperset(kinds):
-                # Equal arguments of the same types have the same key, except floats
-                # (0.0 == -0.0, NaN != NaN): those are never remembered.
+            try:
                 hit = self._memo.get(args)
-                if hit is not None and hit[0] == kinds:
-                    return hit[1]
+            except TypeError:  # unhashable: the general path below
+                hit = None
+            # Equal arguments of the same types have the same key, except floats (0.0 ==
+            # -0.0, NaN != NaN): those are never remembered.
+            if hit is not None and hit[0] == kinds:
+                return hit[1]
+            if _FAST_KINDS.issuperset(kinds):
                 key = self._fast_key(args)
                 if key is not None and float not in kinds:
                     if len(self._memo) >= MEMO_SIZE:

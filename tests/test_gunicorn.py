@@ -98,7 +98,7 @@ APP = textwrap.dedent(
         hc.cache.set(key, value)  # write-behind: sent later, or at exit
         return jsonify(pid=os.getpid())
 
-    @app.get("/work/<key>")
+    @app.get("/item/<key>")
     def work(key):
         return jsonify(value=hc.cache.get_or_load(key, key.upper, ttl_seconds=600))
 
@@ -279,7 +279,7 @@ def test_metrics_of_every_worker_reach_prometheus(
     web = start_gunicorn()
     requests = 400
     for i in range(requests):
-        web.get(f"/work/k{(i * i) % 61}")  # repeats: hits; new keys: misses
+        web.get(f"/item/k{(i * i) % 61}")  # repeats: hits; new keys: misses
     held, other = web.on_the_other_worker(lambda: web.get("/stats"))
     workers = [held, other]
     assert held["pid"] != other["pid"]

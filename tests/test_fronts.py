@@ -376,3 +376,27 @@ async def test_no_expiry_is_an_option_and_infinity_is_not(
         assert await manager.get("forever") == {"v": 1}
     finally:
         await manager.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_statistics_carry_the_size_advisors_estimates(
+    redis_url: str, enabled: bool
+) -> None:
+    manager = HierarchicalCacheManager(
+        config(redis_url, telemetry_enabled=False, l1_max_size=100, l1_advisor_enabled=enabled)
+    )
+    try:
+        for i in range(2000):  # a loop over 150 keys: misses at 100, hits from 200 up
+            key = f"loop:{i % 150}"
+            if manager.sync.get(key, MISS) is MISS:
+                manager.sync.set(key, i)
+        what_if = (await manager.get_statistics())["l1_memory"]["what_if"]
+        if not enabled:
+            assert what_if == {}
+            return
+        assert set(what_if) == {50, 100, 200, 400, 800}
+        assert all(0.0 <= ratio <= 1.0 for ratio in what_if.values())
+        assert what_if[200] > what_if[100]  # a bigger L1 would hold the whole loop
+        assert manager.sync.get_statistics()["l1_memory"]["what_if"] == what_if
+    finally:
+        await manager.close()

@@ -110,6 +110,7 @@ class CacheCore:
             config.l1_max_size,
             max_bytes=config.l1_max_bytes,
             strategy=config.l1_strategy,
+            advisor=config.l1_advisor_enabled,
             clock=clock,
             on_evict=self.on_l1_evict,
         )

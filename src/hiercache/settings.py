@@ -80,6 +80,8 @@ class CacheConfig(BaseSettings):
         300, gt=0, validation_alias=_env("l1_ttl_seconds", "CACHE_L1_TTL")
     )
     l1_strategy: CacheStrategy = CacheStrategy.LRU
+    #: Estimate online the L1 hit ratio at 1/2x, 2x, 4x and 8x the capacity (size advisor).
+    l1_advisor_enabled: bool = True
 
     # L2 Redis tier
     l2_backend: L2Backend = L2Backend.REDIS

@@ -18,5 +18,10 @@ class SyncCache(SyncWarmer):
         return statistics(self.core)
 
     def get_statistics(self) -> dict[str, Any]:
-        """Hit ratios per tier and overall, entries, memory, evictions by reason, promotions."""
-        return self.statistics()
+        """Hit ratios per tier and overall, entries, memory, evictions by reason, promotions,
+        and the size advisor's estimates: ``["l1_memory"]["what_if"]`` maps a capacity (in
+        entries: 1/2x, 1x, 2x, 4x, 8x the current one) to the L1 hit ratio expected there
+        (empty with ``l1_advisor_enabled=False``)."""
+        report = self.statistics()
+        report["l1_memory"]["what_if"] = self.l1.what_if()
+        return report

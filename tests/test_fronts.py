@@ -379,9 +379,7 @@ async def test_no_expiry_is_an_option_and_infinity_is_not(
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-async def test_statistics_carry_the_size_advisors_estimates(
-    redis_url: str, enabled: bool
-) -> None:
+async def test_statistics_carry_the_size_advisors_estimates(redis_url: str, enabled: bool) -> None:
     manager = HierarchicalCacheManager(
         config(redis_url, telemetry_enabled=False, l1_max_size=100, l1_advisor_enabled=enabled)
     )

@@ -172,11 +172,23 @@ def test_stats_with_a_wrong_prefix_says_so(redis_url: str) -> None:
 
 
 def test_advise_without_the_gauge_says_so(redis_url: str) -> None:
-    with serving(WORKLOAD, redis_url) as port:
+    no_advisor = WORKLOAD.replace(
+        "write_through=True)", "write_through=True, l1_advisor_enabled=False)"
+    )
+    with serving(no_advisor, redis_url) as port:
         done = hiercache("advise", f"http://127.0.0.1:{port}/metrics")
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
     assert "no hiercache_l1_hit_ratio_estimate gauge at" in line
+
+
+def test_advise_reads_a_real_caches_estimates(redis_url: str) -> None:
+    """The size advisor's gauge, exported by a real cache, is what advise reads."""
+    with serving(WORKLOAD, redis_url) as port:
+        done = hiercache("advise", f"http://127.0.0.1:{port}/metrics")
+    assert done.returncode == 0, done.stderr
+    for capacity in ("500", "1000", "2000", "4000", "8000"):  # 1/2x .. 8x l1_max_size
+        assert row(done.stdout, capacity)
 
 
 def test_advise_prints_the_curve_and_a_recommendation() -> None:

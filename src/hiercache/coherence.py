@@ -60,14 +60,14 @@ class Coherence:
         self._lock = threading.Lock()
         self._down_timer: threading.Timer | None = None
         self.subscriber: Subscriber | None = None
-        self._make_client: Callable[[], Any] | None = None
         _ALL.add(self)
 
     # -- subscription ----------------------------------------------------------------------
-    def start(self, make_client: Callable[[], Any]) -> None:
-        self._make_client = make_client
-        if self.subscriber is None:
-            self.subscriber = Subscriber.for_client(self.core.config.redis_target, make_client)
+    def start(self) -> None:
+        l2 = self.core.l2
+        if self.subscriber is None and l2 is not None:
+            target = self.core.config.redis_target
+            self.subscriber = Subscriber.for_client(target, l2.pubsub_client)
             self.subscriber.add(self.channel, self)
 
     def _after_fork(self) -> None:
@@ -77,9 +77,9 @@ class Coherence:
         self.origin = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._down_timer = None
-        if self.subscriber is not None and self._make_client is not None:
+        if self.subscriber is not None:
             self.subscriber = None
-            self.start(self._make_client)
+            self.start()
 
     def stop(self) -> None:
         if self.subscriber is not None:
@@ -95,6 +95,18 @@ class Coherence:
     def message(self, keys: list[str] | None = None, pattern: str | None = None) -> bytes:
         self.core.stats.add(S.BACKPLANE_PUBLISHED)
         return encode_message(self.origin, next(self._seq), keys, pattern)
+
+    def announce(self, op: Any, keys: list[str]) -> Any:
+        """``op`` (a write or delete of ``keys``) with its message in the same pipeline."""
+        l2 = self.core.l2
+        if l2 is None or not keys:
+            return op
+        return l2.with_publish(op, self.channel, self.message(keys))
+
+    def announce_pattern(self, pattern: str) -> Any:
+        """The PUBLISH of an invalidation by ``pattern``, sent once its keys are gone."""
+        l2 = self.core.l2
+        return None if l2 is None else l2.op_publish(self.channel, self.message(pattern=pattern))
 
     # -- receiving (the subscriber's thread) -------------------------------------------------
     def received(self, message: dict[str, Any]) -> None:

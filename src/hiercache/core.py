@@ -13,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
@@ -151,6 +151,7 @@ class CacheCore:
         self.warmers: list[Warmer] = []
         self._warming_owner: object | None = None
         self._warming_lock = threading.Lock()
+        self._advice: tuple[float, dict[int, float]] = (-1e18, {})
         self.ready = True
 
     # -- reading ---------------------------------------------------------------------
@@ -338,29 +339,22 @@ class CacheCore:
             if self._warming_owner is front:
                 self._warming_owner = None
 
-    # -- what telemetry and statistics read ----------------------------------------------
-    # -- the backplane ------------------------------------------------------------------
+    # -- the backplane (see ``coherence``) ----------------------------------------------
     def announce(self, op: Any, keys: list[str]) -> Any:
         """``op`` (a write or delete of ``keys``) with its backplane message in its pipeline."""
-        if self.coherence is None or self.l2 is None or not keys:
-            return op
-        return self.l2.with_publish(op, self.coherence.channel, self.coherence.message(keys))
+        return op if self.coherence is None else self.coherence.announce(op, keys)
 
     def announce_pattern(self, pattern: str) -> Any:
         """The PUBLISH of an invalidation by ``pattern`` (None without a backplane)."""
-        if self.coherence is None or self.l2 is None:
-            return None
-        message = self.coherence.message(pattern=pattern)
-        return self.l2.op_publish(self.coherence.channel, message)
+        return None if self.coherence is None else self.coherence.announce_pattern(pattern)
 
     def start_backplane(self) -> None:
-        if self.coherence is not None and self.l2 is not None:
-            self.coherence.start(self.l2.pubsub_client)
+        None if self.coherence is None else self.coherence.start()
 
     def stop_backplane(self) -> None:
-        if self.coherence is not None:
-            self.coherence.stop()
+        None if self.coherence is None else self.coherence.stop()
 
+    # -- what telemetry and statistics read ----------------------------------------------
     def observe(self, operation: str, key: str | None = None) -> AbstractContextManager[Any]:
         """The span of one operation when tracing (see ``telemetry``); else a no-op."""
         if self.telemetry.tracing():
@@ -372,6 +366,13 @@ class CacheCore:
         self.telemetry.event(
             "hiercache.eviction", **{"cache.level": S.L1, "cache.eviction.reason": reason.value}
         )
+
+    def advice(self) -> dict[int, float]:
+        """The size advisor's curve, at most once a second (a scrape asks once per gauge)."""
+        now = self.clock()
+        if now - self._advice[0] >= 1.0:
+            self._advice = (now, self.l1.what_if())
+        return self._advice[1]
 
     def l2_up(self) -> bool:
         return self.l2 is not None and self.health.up
@@ -389,13 +390,10 @@ class CacheCore:
             gauges["l2.breaker.state"] = BREAKER_GAUGE[self.health.state]
         if self.coherence is not None:
             gauges["backplane.up"] = 1 if self.coherence.up else 0
+        for capacity, ratio in self.advice().items():  # the size advisor's curve
+            gauges[f"l1.hit_ratio.estimate|cache.l1.capacity={capacity}"] = ratio
         return gauges
 
 
 def _no_count(index: int, n: int = 1) -> None:
     pass
-
-
-def dedupe_keys(keys: Iterable[str]) -> list[str]:
-    """Checked keys, each once, in first-seen order."""
-    return [check_key(k) for k in dict.fromkeys(keys)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Final
 
 from hiercache.errors import InvalidKeyError, InvalidTTLError
@@ -58,3 +59,8 @@ def check_ttl(key: str, ttl_seconds: float | None, default: float) -> float:
             "(for entries that never expire, pass hiercache.NO_EXPIRY)",
         )
     return float(ttl_seconds)
+
+
+def dedupe_keys(keys: Iterable[str]) -> list[str]:
+    """Checked keys, each once, in first-seen order."""
+    return [check_key(k) for k in dict.fromkeys(keys)]

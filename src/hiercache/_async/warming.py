@@ -15,7 +15,8 @@ from typing import Any
 
 from hiercache._async.loading import AsyncLoader
 from hiercache.concurrency import agather_limited, aresolve
-from hiercache.core import MISS, dedupe_keys
+from hiercache.core import MISS
+from hiercache.validation import dedupe_keys
 
 log = logging.getLogger("hiercache")
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from hiercache._sync.loading import SyncLoader
 from hiercache.concurrency import gather_limited, resolve
-from hiercache.core import MISS, dedupe_keys
+from hiercache.core import MISS
+from hiercache.validation import dedupe_keys
 
 log = logging.getLogger("hiercache")
 

@@ -56,6 +56,7 @@ ATTRIBUTES: Final = (
     "cache.result",
     "cache.stale.reason",
     "cache.timeout",
+    "cache.l1.capacity",
 )
 
 #: Attribute keys of ``CacheStats`` slots (``hiercache.stats.SLOTS``) -> OpenTelemetry names.
@@ -296,6 +297,14 @@ METRICS: Final[tuple[Metric, ...]] = (
     Metric("entries", _G, "", "Entries held per tier", (_NAME, _LEVEL)),
     Metric("size", _G, "By", "Bytes held per tier", (_NAME, _LEVEL)),
     Metric("write_behind.queue_depth", _G, "{write}", "Queued L2 writes", (_NAME,)),
+    Metric(
+        "l1.hit_ratio.estimate",
+        _G,
+        "",
+        "The size advisor's estimate of the L1 hit ratio if L1 held cache.l1.capacity entries",
+        (_NAME, "cache.l1.capacity"),
+        combine="max",
+    ),
     Metric(
         "backplane.up",
         _G,

@@ -178,7 +178,10 @@ class _Instruments:
                             values.setdefault(level, []).append(value)
                 for level, found in values.items():
                     attrs = {"cache.name": name}
-                    if level:
+                    if "=" in level:  # "attribute=value" (e.g. cache.l1.capacity=500)
+                        attribute, _, text = level.partition("=")
+                        attrs[attribute] = text
+                    elif level:
                         attrs["cache.level"] = level
                     yield Observation(combine(found), attrs)
 

@@ -385,3 +385,30 @@ async def test_redis_instrumentation_replaces_our_client_spans(
         with tracer().start_as_current_span(PARENT):
             await m.get("a")
     check_l2_client_span(only(otel.spans(), "GET"), "GET")
+
+
+async def test_a_stale_answer_is_marked_on_the_span(otel: Providers, redis_url: str) -> None:
+    clock = FakeClock(now=1_800_000_000.0)
+    m = HierarchicalCacheManager(config(redis_url), clock=clock, wall_clock=clock)
+    try:
+
+        async def good() -> str:
+            return "v1"
+
+        async def failing() -> str:
+            raise ConnectionError("backend down")
+
+        await m.get_or_load("k", good, 10, stale_if_error_seconds=60)
+        clock.advance(11)
+        otel.exporter.clear()
+        with tracer().start_as_current_span(PARENT):
+            assert await m.get_or_load("k", failing) == "v1"
+        (get,) = [s for s in otel.spans(m.config.name) if s.name == "hiercache.get"]
+        assert get.attributes is not None
+        assert get.attributes["cache.stale"] is True
+        assert get.attributes["cache.stale.reason"] == "error"
+        assert [e.name for e in get.events].count("hiercache.stale") == 1
+        (load,) = [s for s in otel.spans(m.config.name) if s.name == "hiercache.load"]
+        assert load.status.status_code.name == "ERROR"  # the failed load is its child
+    finally:
+        await m.close()

@@ -1,4 +1,6 @@
-"""Starlette and FastAPI: a lifespan that starts the cache and shuts it down cleanly.
+"""Starlette and FastAPI: a lifespan that starts the cache and shuts it down cleanly, a
+dependency that provides it, and a response cache (``ResponseCache``, in
+``hiercache.contrib.response_cache``).
 
 ::
 
@@ -21,9 +23,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
+from hiercache.contrib.response_cache import ResponseCache
 from hiercache.manager import HierarchicalCacheManager
 
-__all__ = ["hiercache_lifespan"]
+__all__ = ["ResponseCache", "cache_dependency", "hiercache_lifespan"]
 
 AppT = TypeVar("AppT")
 Lifespan = Callable[[AppT], AbstractAsyncContextManager[Any]]
@@ -49,3 +52,14 @@ def hiercache_lifespan(
             await cache.close()
 
     return run
+
+
+def cache_dependency(
+    cache: HierarchicalCacheManager,
+) -> Callable[[], HierarchicalCacheManager]:
+    """A FastAPI dependency providing ``cache``: ``Depends(cache_dependency(cache))``."""
+
+    def provide() -> HierarchicalCacheManager:
+        return cache
+
+    return provide

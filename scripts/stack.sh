@@ -56,15 +56,23 @@ cleanup() {
   trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  "$STACK_DIR/redis-stop.sh" >/dev/null 2>&1 || true
   echo "stack stopped (logs in $STACK_DIR)"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --dir "$STACK_DIR/redis" >"$STACK_DIR/redis.log" 2>&1 &
-pids+=($!)
+# Redis is started, stopped and started again by two scripts of its own, so stopping it to
+# watch the L2 alerts fire leaves the rest of the stack running.
+printf '%s\n' '#!/usr/bin/env bash' \
+  "\"$REDIS_BIN\" --port \"$REDIS_PORT\" --bind 127.0.0.1 --save '' --appendonly no --dir \"$STACK_DIR/redis\" --pidfile \"$STACK_DIR/redis.pid\" >>\"$STACK_DIR/redis.log\" 2>&1 &" \
+  "echo \"redis started on port $REDIS_PORT\"" >"$STACK_DIR/redis-start.sh"
+printf '%s\n' '#!/usr/bin/env bash' \
+  "if [[ -f \"$STACK_DIR/redis.pid\" ]]; then kill \"\$(cat \"$STACK_DIR/redis.pid\")\" 2>/dev/null && echo 'redis stopped'; rm -f \"$STACK_DIR/redis.pid\"; fi" \
+  >"$STACK_DIR/redis-stop.sh"
+chmod +x "$STACK_DIR/redis-start.sh" "$STACK_DIR/redis-stop.sh"
+"$STACK_DIR/redis-start.sh" >/dev/null
 
 "$ALERTMANAGER_BIN" --config.file="$ROOT/alertmanager/alertmanager.yml" \
   --storage.path="$STACK_DIR/alertmanager" \
@@ -112,13 +120,15 @@ stack is up
   Alertmanager  http://127.0.0.1:${ALERTMANAGER_PORT}
   demo metrics  http://127.0.0.1:${DEMO_PORT}/metrics
   Redis         redis://127.0.0.1:${REDIS_PORT}/0
+                stop: ${STACK_DIR}/redis-stop.sh   start again: ${STACK_DIR}/redis-start.sh
   logs          ${STACK_DIR}
 Grafana is not part of the local stack: import dashboards/hiercache-overview.json into a
 Grafana whose Prometheus data source points at http://127.0.0.1:${PROMETHEUS_PORT}.
 Press Ctrl-C to stop.
 EOF
 
-# Stop everything as soon as any service exits.
+# Stop everything as soon as Prometheus, Alertmanager or the demo exits (Redis may come and
+# go: that is what the L2 alerts are for).
 wait -n "${pids[@]}"
 echo "stack.sh: a service exited; see the logs in $STACK_DIR" >&2
 exit 1

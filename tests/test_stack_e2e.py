@@ -421,6 +421,19 @@ def test_stack_script_runs_the_stack_without_docker(tmp_path: Path) -> None:
         assert groups == {"hiercache.recording", "hiercache.alerts"}
         managers = prom.api("/api/v1/alertmanagers")["activeAlertmanagers"]
         assert managers == [{"url": f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}/api/v2/alerts"}]
+
+        # Stopping Redis leaves the stack up, so the L2 alerts can be watched fire and resolve.
+        stack_dir = tmp_path / "stack"
+        subprocess.run([str(stack_dir / "redis-stop.sh")], check=True, timeout=30)
+
+        def l2_down() -> list[dict[str, Any]] | None:
+            return prom.query('hiercache_l2_up{job="hiercache"} == 0') or None
+
+        prom.poll(l2_down, "the demo's l2_up to read 0 with Redis stopped")
+        assert proc.poll() is None  # the stack is still running
+        subprocess.run([str(stack_dir / "redis-start.sh")], check=True, timeout=30)
+        prom.poll(demo_scraped, "the demo back on Redis (l2_up 1) after redis-start.sh")
+        assert proc.poll() is None
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -80,6 +81,11 @@ def test_reset_gives_connection_errors_and_pass_recovers(
 ) -> None:
     client.set("k", "v")
     redis_proxy.reset()
+    closed = threading.Event()
+    for _ in range(10_000):  # the resets are sent on the proxy's loop: wait for them
+        if redis_proxy.open_connections == 0:
+            break
+        closed.wait(0.001)
     assert redis_proxy.open_connections == 0
     with pytest.raises(redis.ConnectionError):
         client.get("k")  # the open connection was reset

@@ -135,14 +135,16 @@ class Subscriber:
     def _run(self) -> None:
         delay = RECONNECT_SECONDS[0]
         while self._wanted():
-            client = self._make_client()
-            pool = getattr(client, "connection_pool", None)
-            pubsub: Any = (
-                _TrackedPubSub(pool, self._resync)
-                if isinstance(pool, redis.ConnectionPool)
-                else client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            )
-            try:
+            client: Any = None
+            pubsub: Any = None
+            try:  # a cluster client connects as it is made: inside the try too
+                client = self._make_client()
+                pool = getattr(client, "connection_pool", None)
+                pubsub = (
+                    _TrackedPubSub(pool, self._resync)
+                    if isinstance(pool, redis.ConnectionPool)
+                    else client.pubsub(ignore_subscribe_messages=True)
+                )
                 pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
                     pass  # the subscription's confirmation
@@ -160,11 +162,12 @@ class Subscriber:
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_SECONDS[1])
             finally:
-                try:
-                    pubsub.close()
-                    client.close()
-                except Exception:  # noqa: S110 - closing a broken link
-                    pass
+                for closing in (pubsub, client):
+                    try:
+                        if closing is not None:
+                            closing.close()
+                    except Exception:  # noqa: S110 - closing a broken link
+                        pass
         self._mark_down()
 
     def _has_listeners(self) -> bool:

@@ -31,7 +31,7 @@ primary (until that succeeds, treat it as an outage). write_refused opens nothin
 from __future__ import annotations
 
 import asyncio
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from redis import exceptions as rx
 
@@ -55,19 +55,7 @@ ErrorType = Literal[
     "other",
 ]
 #: Every value ``error_type`` returns, in a fixed order (metric label values).
-ERROR_TYPES: Final[tuple[ErrorType, ...]] = (
-    "timeout",
-    "connection",
-    "topology",
-    "busy",
-    "write_refused",
-    "auth",
-    "wrong_type",
-    "corrupt",
-    "incompatible",
-    "serialization",
-    "other",
-)
+ERROR_TYPES: Final[tuple[ErrorType, ...]] = get_args(ErrorType)
 
 #: Redis error codes (the reply's first word) and their type.
 _CODES: Final[dict[str, ErrorType]] = {

@@ -14,24 +14,14 @@ import weakref
 from operator import add
 from typing import Final
 
+from hiercache.l2_errors import ERROR_TYPES
+
 L1: Final = "l1_memory"
 L2: Final = "l2_redis"
 LEVELS: Final = (L1, L2)
 OPERATIONS: Final = ("get", "get_many")
 EVICTION_REASONS: Final = ("size", "expired", "deleted", "invalidated")
-L2_ERROR_TYPES: Final = (
-    "timeout",
-    "connection",
-    "topology",
-    "busy",
-    "write_refused",
-    "auth",
-    "wrong_type",
-    "corrupt",
-    "incompatible",
-    "serialization",
-    "other",
-)
+L2_ERROR_TYPES: Final = ERROR_TYPES  # one list: the taxonomy of l2_errors
 LOAD_RESULTS: Final = ("success", "error")
 #: Why a write-behind write (or a deferred delete/invalidation) was given up.
 DROP_REASONS: Final = ("queue_full", "expired", "shutdown", "error", "deferred_overflow")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 
-from hiercache.l2_reads import GetCoalescer, coalescer
+from hiercache import CacheConfig, HierarchicalCacheManager
+from hiercache.l2_reads import GetCoalescer, coalescer, without_meta
+from otel_providers import unique_name
 from servers import free_port
 
 
@@ -80,3 +83,63 @@ async def test_a_failed_round_trip_fails_every_reader_in_it() -> None:
     # And it is not stuck: the next read is tried again (and fails again, at once).
     with pytest.raises(redis.exceptions.ConnectionError):
         await co.get(dead, "co:1")
+
+
+# -- through the cache ---------------------------------------------------------------
+def counts(url: str) -> dict[str, int]:
+    with redis.Redis.from_url(url) as raw:
+        stats = raw.info("commandstats")
+    return {
+        c: int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
+        for c in ("get", "mget", "pttl", "exec", "multi")
+    }
+
+
+def cache_config(url: str, **kw: Any) -> CacheConfig:
+    return CacheConfig(
+        name=unique_name("reads"), key_prefix=f"{unique_name('reads')}:", redis_url=url,
+        write_through=True, telemetry_enabled=False, **kw,
+    )  # fmt: skip
+
+
+async def test_a_cache_read_is_one_command_and_concurrent_reads_share_mgets(
+    redis_url: str,
+) -> None:
+    async with HierarchicalCacheManager(cache_config(redis_url, l1_ttl_seconds=3600)) as m:
+        await m.set_many({f"k{i}": {"i": i} for i in range(40)}, ttl_seconds=600)
+        m.l1.delete_matching(lambda k: True)
+        before = counts(redis_url)
+        assert await m.get("k1") == {"i": 1}
+        after = counts(redis_url)
+        assert after["get"] - before["get"] == 1  # no pipeline, no PTTL: the frame has its TTL
+        assert after["pttl"] == before["pttl"]
+        entry = m.l1.get("k1")
+        assert entry is not None
+        assert 590 < entry.expires_at - m.core.clock() <= 600  # promoted with its own expiry
+
+        got = await asyncio.gather(*(m.get(f"k{i}") for i in range(2, 40)))
+        assert got == [{"i": i} for i in range(2, 40)]
+        later = counts(redis_url)
+        assert (later["get"] - after["get"]) + (later["mget"] - after["mget"]) <= 3
+        assert later["pttl"] == before["pttl"]
+
+        m.l1.delete_matching(lambda k: True)
+        assert await m.get_many(["k1", "k2", "absent"]) == {"k1": {"i": 1}, "k2": {"i": 2}}
+        assert counts(redis_url)["pttl"] == before["pttl"]
+
+
+async def test_a_frame_without_its_own_expiry_is_asked_its_ttl(redis_url: str) -> None:
+    async with HierarchicalCacheManager(cache_config(redis_url, l1_ttl_seconds=3600)) as m:
+        payload = m.core.codec.encode_value("old", {"v": 1}).payload  # no meta block
+        assert without_meta(payload)
+        with redis.Redis.from_url(redis_url) as raw:
+            raw.set(m.config.key_prefix + "old", payload, px=30_000)
+            raw.set(m.config.key_prefix + "old2", payload, px=30_000)
+        before = counts(redis_url)
+        assert await m.get("old") == {"v": 1}
+        assert m.sync.get_many(["old2"]) == {"old2": {"v": 1}}
+        assert counts(redis_url)["pttl"] - before["pttl"] == 2
+        for key in ("old", "old2"):
+            entry = m.l1.get(key)
+            assert entry is not None
+            assert entry.expires_at - m.core.clock() <= 30  # Redis's TTL, not l1_ttl_seconds

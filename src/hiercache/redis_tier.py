@@ -24,6 +24,7 @@ from hiercache import stats as S
 from hiercache.clients import make_redis_client, server_of, watch_failovers
 from hiercache.health import L2Health
 from hiercache.l2_errors import error_type
+from hiercache.l2_reads import aget_many, aget_one, get_many, get_one
 from hiercache.prober import Prober
 from hiercache.redis_glob import escape_glob
 from hiercache.sentinel_watch import SentinelWatch
@@ -235,18 +236,21 @@ class RedisCacheBackend:
         return _Op("PING", "ping", lambda p: p.ping(), lambda r: bool(r[0]), False)
 
     def op_get(self, key: str) -> _Op[Fetched]:
+        """One GET, no pipeline: see l2_reads (asyncio reads share MGETs, not on a Cluster)."""
         rk = self.k(key)
 
         def build(p: Any) -> None:
             p.get(rk)
             p.pttl(rk)
 
-        return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), NOTHING)
+        return _Op("GET", "get", build, lambda r: (r[0], _ttl(r[1])), NOTHING, 1,
+                   lambda c: get_one(c, rk),
+                   lambda c: aget_one(c, rk, not self.cluster))  # fmt: skip
 
     def op_get_many(self, keys: Sequence[str]) -> _Op[list[Fetched]]:
-        """One MGET and a PTTL per key, in one pipeline. On a Cluster: one MGET per hash
-        slot and no PTTLs (a cluster holds only frames that carry their own expiry, which
-        the core reads instead), so it costs what the per-slot MGETs cost."""
+        """One MGET, no pipeline, a PTTL only per frame without its own expiry (l2_reads).
+        On a Cluster: one MGET per hash slot, in a pipeline, and no PTTLs (a cluster holds
+        only frames that carry their own expiry, which the core reads instead)."""
         rks = [self.k(k) for k in keys]
         groups = slot_groups(rks) if self.cluster else [list(range(len(rks)))]
 
@@ -264,7 +268,10 @@ class RedisCacheBackend:
             pttls = r[len(groups) :] or [-1] * len(rks)
             return [(v, _ttl(t)) for v, t in zip(values, pttls)]
 
-        return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks))
+        fast = not self.cluster  # one MGET, no pipeline; PTTLs only for frames without expiry
+        return _Op("MGET", "get_many", build, parse, [NOTHING] * len(rks), len(rks),
+                   (lambda c: get_many(c, rks)) if fast else None,
+                   (lambda c: aget_many(c, rks)) if fast else None)  # fmt: skip
 
     def op_set_many(self, items: Iterable[tuple[str, bytes, float]]) -> _Op[bool]:
         """SET each (key, payload, ttl_seconds) with PX, in one pipeline (an infinite TTL,

@@ -54,23 +54,35 @@ def test_writes_deletes_and_invalidations_reach_the_other_l1(
     redis_url: str, write_behind: bool
 ) -> None:
     a, b = pair(redis_url, write_behind=write_behind)
-    try:
-        a.sync.set_many({"user:1": "old", "user:2": "old", "team:1": "old"})
+
+    def received() -> int:
+        return b.stats.total("backplane_received")
+
+    def after_next_message(action: Callable[[], object]) -> None:
+        """Run ``action`` on ``a``, then wait until ``b`` has applied every message ``a``
+        published (write-behind may split one call into several batches)."""
+        action()
         a.sync.flush()
+        wait_until(lambda: received() >= a.stats.total("backplane_published"))
+
+    try:
+        after_next_message(
+            lambda: (a.sync.set_many({"user:1": "old", "user:2": "old", "team:1": "old"}),)
+        )
         assert b.sync.get_many(["user:1", "user:2", "team:1"]) == dict.fromkeys(
             ["user:1", "user:2", "team:1"], "old"
         )  # now in b's L1 too
-        a.sync.set("user:1", "new")
-        wait_until(lambda: b.l1.get("user:1") is None)  # the message dropped b's copy
-        assert b.sync.get("user:1") == "new"
-        a.sync.delete("user:2")
-        wait_until(lambda: b.l1.get("user:2") is None)
+        after_next_message(lambda: a.sync.set("user:1", "new"))
+        assert b.l1.get("user:1") is None  # the message dropped b's copy
+        assert b.sync.get("user:1") == "new"  # and the write had landed before it
+        after_next_message(lambda: a.sync.delete("user:2"))
+        assert b.l1.get("user:2") is None
         assert b.sync.get("user:2", MISS) is MISS
-        b.sync.get("user:1")
-        a.sync.invalidate_pattern("user:*")
-        wait_until(lambda: b.l1.get("user:1") is None)
-        a.sync.clear()
-        wait_until(lambda: b.l1.get("team:1") is None)
+        assert b.sync.get("user:1") == "new"
+        after_next_message(lambda: a.sync.invalidate_pattern("user:*"))
+        assert b.l1.get("user:1") is None
+        after_next_message(a.sync.clear)
+        assert b.l1.get("team:1") is None
         assert b.stats.total("backplane_received") >= 4
         assert a.stats.total("backplane_published") >= 4
         assert b.core.gauges()["backplane.up"] == 1

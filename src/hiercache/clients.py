@@ -31,6 +31,10 @@ from hiercache.topology import (
 )
 
 
+#: The socket timeout of a pub/sub connection (the health check pings it every 30 s).
+PUBSUB_SOCKET_TIMEOUT = 60.0
+
+
 def common_kwargs(config: CacheConfig, aio: bool) -> dict[str, Any]:
     retry_cls = redis.asyncio.retry.Retry if aio else Retry
     return {
@@ -44,10 +48,15 @@ def common_kwargs(config: CacheConfig, aio: bool) -> dict[str, Any]:
     }
 
 
-def make_redis_client(config: CacheConfig, aio: bool) -> Any:
-    """A client of ``config``'s Redis (``redis_url``, or host/port/db/password/ssl)."""
+def make_redis_client(config: CacheConfig, aio: bool, *, idle_ok: bool = False) -> Any:
+    """A client of ``config``'s Redis (``redis_url``, or host/port/db/password/ssl).
+    ``idle_ok``: for a pub/sub connection, which waits for messages with its own timeout
+    and must not be cut (and its subscribers resynced) by the short operation timeout; a
+    dead link is still found by the health check's PING within about a minute."""
     c = config
     common = common_kwargs(c, aio)
+    if idle_ok:
+        common["socket_timeout"] = PUBSUB_SOCKET_TIMEOUT
     url = c.redis_url.get_secret_value() if c.redis_url is not None else None
     if url is not None and (spec := multi_host(url)) is not None:
         return make_client(spec, aio, common, c.redis_ssl_ca_certs)

@@ -325,8 +325,8 @@ class RedisCacheBackend:
                    op.batch)  # fmt: skip
 
     def pubsub_client(self) -> Any:
-        """A new sync client for a pub/sub connection (it holds that connection)."""
-        return self._make(redis.Redis)
+        """A new sync client for a pub/sub connection (no operation timeout while idle)."""
+        return make_redis_client(self.config, aio=False, idle_ok=True)
 
     # -- the cross-process stampede lock (SET NX PX with a token; release checks it) -----
     def lock_key(self, key: str) -> str:

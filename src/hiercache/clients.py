@@ -30,7 +30,6 @@ from hiercache.topology import (
     topology_of,
 )
 
-
 #: The socket timeout of a pub/sub connection (the health check pings it every 30 s).
 PUBSUB_SOCKET_TIMEOUT = 60.0
 

@@ -226,7 +226,7 @@ def load(name: str) -> list[str]:
 
 @pytest.mark.skipif(
     not (TRACES / "lirs_gli.keys.gz").exists(),
-    reason="public traces absent: ../shared/traces (see benchmarks/hit_ratio.py)",
+    reason=f"public traces absent at {TRACES} (set HIERCACHE_SHARED_DIR; see hit_ratio.py)",
 )
 def test_adaptive_on_the_gli_trace() -> None:
     keys = load("lirs_gli")

@@ -348,12 +348,6 @@ class CacheCore:
         """The PUBLISH of an invalidation by ``pattern`` (None without a backplane)."""
         return None if self.coherence is None else self.coherence.announce_pattern(pattern)
 
-    def start_backplane(self) -> None:
-        None if self.coherence is None else self.coherence.start()
-
-    def stop_backplane(self) -> None:
-        None if self.coherence is None else self.coherence.stop()
-
     # -- what telemetry and statistics read ----------------------------------------------
     def observe(self, operation: str, key: str | None = None) -> AbstractContextManager[Any]:
         """The span of one operation when tracing (see ``telemetry``); else a no-op."""

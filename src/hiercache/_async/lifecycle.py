@@ -44,7 +44,8 @@ class AsyncLifecycle:
             return
         self._initialized = True
         await self._probe()
-        self.core.start_backplane()
+        if self.core.coherence is not None:  # the backplane's subscription
+            self.core.coherence.start()
         self._on_start()
 
     async def _probe(self) -> None:
@@ -69,7 +70,8 @@ class AsyncLifecycle:
     async def close(self) -> None:
         """Stop warming, flush pending write-behind writes, close this front's connections."""
         await self._on_close()
-        self.core.stop_backplane()
+        if self.core.coherence is not None:
+            self.core.coherence.stop()
         if self.write_behind is not None:
             await self.write_behind.aclose()
         if self.l2 is not None:

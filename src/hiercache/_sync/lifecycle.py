@@ -46,7 +46,8 @@ class SyncLifecycle:
             return
         self._initialized = True
         self._probe()
-        self.core.start_backplane()
+        if self.core.coherence is not None:  # the backplane's subscription
+            self.core.coherence.start()
         self._on_start()
 
     def _probe(self) -> None:
@@ -71,7 +72,8 @@ class SyncLifecycle:
     def close(self) -> None:
         """Stop warming, flush pending write-behind writes, close this front's connections."""
         self._on_close()
-        self.core.stop_backplane()
+        if self.core.coherence is not None:
+            self.core.coherence.stop()
         if self.write_behind is not None:
             self.write_behind.close()
         if self.l2 is not None:

@@ -4,6 +4,8 @@ cache, from the environment (``CACHE_*`` and ``.env``)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +17,9 @@ from hiercache.cli.doctor import diagnose
 from hiercache.cli.settings_view import rows
 from hiercache.core import MISS
 from hiercache.errors import CacheError
+from hiercache.settings import CacheConfig
+
+T = TypeVar("T")
 
 __all__ = [
     "config_command",
@@ -70,16 +75,24 @@ def doctor_command() -> None:
         raise typer.Exit(1)
 
 
+def _on_cache(command: str, config: CacheConfig, action: Callable[[Any], T]) -> T:
+    """``action`` on the cache of ``config`` (closed after); a failure is one line on
+    stderr: exit 2 for bad input (a bad key or pattern), 1 otherwise."""
+    try:
+        with ops.open_cache(config) as cache:
+            return action(cache)
+    except ops.CommandError as exc:
+        fail(command, str(exc))
+    except CacheError as exc:
+        fail(command, str(exc), 2 if isinstance(exc, ValueError) else 1)
+
+
 def ping_command(
     count: int = typer.Option(3, min=1, max=1000, help="Round trips to time."),
 ) -> None:
     """PING the configured Redis through the cache's own client; print the round trip."""
     config = config_or_exit("ping")
-    try:
-        with ops.open_cache(config) as cache:
-            times = ops.ping(cache, count)
-    except ops.CommandError as exc:
-        fail("ping", str(exc))
+    times = _on_cache("ping", config, lambda cache: ops.ping(cache, count))
     print(
         f"PONG from {config.redis_target}: median {ops.median_ms(times):.3f} ms "
         f"over {count} round trips"
@@ -91,13 +104,7 @@ def get_command(
 ) -> None:
     """Print the value cached at KEY (L1, then L2) as JSON. Exit 1 on a miss."""
     config = config_or_exit("get")
-    try:
-        with ops.open_cache(config) as cache:
-            value = ops.get(cache, key)
-    except ops.CommandError as exc:
-        fail("get", str(exc))
-    except CacheError as exc:
-        fail("get", str(exc), 2 if isinstance(exc, ValueError) else 1)
+    value = _on_cache("get", config, lambda cache: ops.get(cache, key))
     if value is MISS:
         fail("get", f"{key!r} is not cached (a miss in L1 and L2)")
     print(ops.dumps(value))
@@ -115,13 +122,7 @@ def delete_command(
     """Delete KEY from L1 and L2. Asks first, unless --yes."""
     config = config_or_exit("delete")
     _confirm(f"Delete {key!r} from {config.redis_target}?", yes)
-    try:
-        with ops.open_cache(config) as cache:
-            deleted = ops.delete(cache, key)
-    except ops.CommandError as exc:
-        fail("delete", str(exc))
-    except CacheError as exc:
-        fail("delete", str(exc), 2 if isinstance(exc, ValueError) else 1)
+    deleted = _on_cache("delete", config, lambda cache: ops.delete(cache, key))
     print(f"{key}: {'deleted' if deleted else 'not found'}")
 
 
@@ -135,11 +136,5 @@ def invalidate_command(
     unless --yes."""
     config = config_or_exit("invalidate")
     _confirm(f"Delete every key matching {pattern!r} from {config.redis_target}?", yes)
-    try:
-        with ops.open_cache(config) as cache:
-            removed = ops.invalidate(cache, pattern)
-    except ops.CommandError as exc:
-        fail("invalidate", str(exc))
-    except CacheError as exc:
-        fail("invalidate", str(exc), 2 if isinstance(exc, ValueError) else 1)
+    removed = _on_cache("invalidate", config, lambda cache: ops.invalidate(cache, pattern))
     print(f"{removed} keys matching {pattern!r} removed")
